@@ -1,0 +1,124 @@
+"""The one Settings object.
+
+Variables inherited from the seed keep their names and defaults (``REDIS_URL``,
+``WEBSOCKET_PORT`` ...); everything else uses the ``CODEFLOW_`` prefix. Nothing reads the
+environment at import time: call :func:`load_settings` at an edge (the CLI, the server's
+``main``, a flow entry point) and pass the object down.
+
+>>> settings = load_settings({"CACHE_TTL_DAYS": "7"})
+>>> settings.cache_ttl_seconds
+604800
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+
+
+class SettingsError(ValueError):
+    """A configuration value is wrong; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    """Every knob codeflow has, with the environment variable that sets it."""
+
+    model_config = SettingsConfigDict(env_prefix="CODEFLOW_", frozen=True, extra="ignore")
+
+    # --- names and defaults inherited from the seed ---
+    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+    openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
+    pinecone_api_key: SecretStr | None = Field(None, validation_alias="PINECONE_API_KEY")
+    cors_origin: str = Field("http://localhost:3000", validation_alias="CORS_ORIGIN")
+    websocket_port: int = Field(3001, ge=1, le=65535, validation_alias="WEBSOCKET_PORT")
+    cache_ttl_days: float = Field(30, gt=0, le=3650, validation_alias="CACHE_TTL_DAYS")
+    sandbox_timeout_ms: int = Field(30000, ge=100, le=3_600_000, validation_alias="SANDBOX_TIMEOUT_MS")
+
+    # --- codeflow's own (CODEFLOW_*) ---
+    home: Path = Path("~/.codeflow")
+    redis_timeout_s: float = Field(0.25, gt=0, le=30)
+    redis_retry_after_s: float = Field(1.0, ge=0, le=300)
+    events_maxlen: int = Field(100_000, ge=100)
+    embedder: Literal["local", "openai"] = "local"
+    store: Literal["lancedb", "pinecone"] = "lancedb"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+    @classmethod
+    def settings_customise_sources(  # type: ignore[override]
+        cls, settings_cls: type[BaseSettings], init_settings: Any, **_: Any
+    ) -> tuple[Any, ...]:
+        """Only explicit values: :func:`load_settings` does the environment lookup."""
+        return (init_settings,)
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("a URL starting with redis://, rediss:// or unix://")
+        return value
+
+    @property
+    def cache_ttl_seconds(self) -> int:
+        return max(1, int(self.cache_ttl_days * 86400))
+
+    @property
+    def sandbox_timeout_s(self) -> float:
+        return self.sandbox_timeout_ms / 1000
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment parsing, over a mapping we choose (tests inject one)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = {k.lower(): v for k, v in environ.items()}
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._environ
+
+
+_EXPECTED = {
+    "int_parsing": "an integer",
+    "float_parsing": "a number",
+    "literal_error": "one of {expected}",
+    "greater_than": "a number greater than {gt:g}",
+    "greater_than_equal": "a number of at least {ge:g}",
+    "less_than_equal": "a number of at most {le:g}",
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``environ`` (default: the process environment).
+
+    Raises :class:`SettingsError` with one line such as
+    ``WEBSOCKET_PORT: expected an integer, got 'abc'``.
+    """
+    source = _MappingEnvSource(os.environ if environ is None else environ)
+    try:
+        return Settings(**source())
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else "?"
+    # Seed variables are validated under their alias; the rest under the field name.
+    name = f"CODEFLOW_{field.upper()}" if field in Settings.model_fields else field
+    template = _EXPECTED.get(error["type"])
+    ctx = error.get("ctx", {})
+    expected = template.format(**ctx) if template else str(ctx.get("error", error["msg"]))
+    shown = "(hidden)" if "KEY" in name or "SECRET" in name else repr(error.get("input"))
+    return f"{name}: expected {expected}, got {shown}"

@@ -1,0 +1,1 @@
+"""Tornado realtime server: WebSocket relay, HTTP API and the dashboard."""
