@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     cors_origin: str = Field("http://localhost:3000", validation_alias="CORS_ORIGIN")
     websocket_port: int = Field(3001, ge=1, le=65535, validation_alias="WEBSOCKET_PORT")
     cache_ttl_days: float = Field(30, gt=0, le=3650, validation_alias="CACHE_TTL_DAYS")
-    sandbox_timeout_ms: int = Field(30000, ge=100, le=3_600_000, validation_alias="SANDBOX_TIMEOUT_MS")
+    sandbox_timeout_ms: int = Field(
+        30000, ge=100, le=3_600_000, validation_alias="SANDBOX_TIMEOUT_MS"
+    )
 
     # --- codeflow's own (CODEFLOW_*) ---
     home: Path = Path("~/.codeflow")
@@ -46,6 +48,8 @@ class Settings(BaseSettings):
     events_maxlen: int = Field(100_000, ge=100)
     embedder: Literal["local", "openai"] = "local"
     store: Literal["lancedb", "pinecone"] = "lancedb"
+    token_secret: SecretStr | None = None  # signs WebSocket tokens; else a file under home
+    bind_address: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     @classmethod

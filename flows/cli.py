@@ -1,0 +1,68 @@
+"""The ``codeflow`` command line: a thin layer over flows and tasks.
+
+Heavy libraries (Prefect, LanceDB, the embedder, Docker) are imported inside the command that
+needs them, so ``codeflow --help`` and the search path stay fast. Every user mistake ends with
+one line on stderr (``codeflow: error: ...``) and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from config import Settings, SettingsError, load_settings
+from tasks.errors import CodeflowError
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def package_version() -> str:
+    try:
+        return version("codeflow")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codeflow",
+        description="Keep code searchable and run untrusted code safely, as Prefect flows.",
+    )
+    parser.add_argument("--version", action="version", version=f"codeflow {package_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    from flows import cli_cache
+
+    cli_cache.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except (SettingsError, CodeflowError) as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        return fail("interrupted", status=130)
+    except Exception as exc:
+        import redis
+
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            return fail(f"cannot reach Redis ({exc}); start it, fix REDIS_URL, or unset it")
+        raise
+
+
+def fail(message: str, status: int = 1) -> int:
+    print(f"codeflow: error: {message}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

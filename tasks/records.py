@@ -1,0 +1,53 @@
+"""Plain data shared by the vectorization pipeline's stages (no I/O, no third-party imports)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+ChunkKind = Literal["function", "class", "method", "module", "window"]
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of one file, small enough to embed, that knows where it came from.
+
+    ``path`` is repo-relative and ``/``-separated; lines are 1-based and inclusive.
+    """
+
+    path: str
+    language: str
+    start_line: int
+    end_line: int
+    text: str
+    symbol: str | None = None
+    kind: ChunkKind = "window"
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.blake2b(
+            self.text.encode("utf-8", "surrogatepass"), digest_size=16
+        ).hexdigest()
+
+    @property
+    def id(self) -> str:
+        """Deterministic ID: the same chunk at the same place always gets the same ID."""
+        key = f"{self.path}\0{self.start_line}\0{self.content_hash}".encode(
+            "utf-8", "surrogatepass"
+        )
+        return hashlib.blake2b(key, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One search result, best first in a list; ``score`` is comparable within one query."""
+
+    id: str
+    path: str
+    start_line: int
+    end_line: int
+    score: float
+    text: str
+    symbol: str | None = None
+    language: str = ""

@@ -1,0 +1,64 @@
+"""Shared fixtures: a real Redis server for the session, unique namespaces per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.redis_support import RedisProcess
+
+# Prefect's telemetry logs network errors (and "database is locked") without these.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """CODEFLOW_TEST_REDIS_URL (the server .ci/run starts) or a private redis-server."""
+    given = os.environ.get("CODEFLOW_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    server = RedisProcess(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def namespace(redis_client: redis.Redis) -> Iterator[str]:
+    """A cache namespace unique to this test; every key under it is removed afterwards."""
+    name = "t" + uuid.uuid4().hex[:12]
+    yield name
+    keys = list(redis_client.scan_iter(match=f"cf:{{{name}}}:*", count=1000))
+    if keys:
+        redis_client.unlink(*keys)
+
+
+@pytest.fixture
+def stream_name(redis_client: redis.Redis) -> Iterator[str]:
+    """An event stream unique to this test, deleted afterwards."""
+    name = f"codeflow:test-events:{uuid.uuid4().hex[:12]}"
+    yield name
+    redis_client.unlink(name)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A Redis server this test may kill and restart."""
+    server = RedisProcess(tmp_path / "private-redis").start()
+    yield server
+    server.stop()
