@@ -1,0 +1,70 @@
+"""The embedding cache: chunk text -> vector, keyed by what determines the vector.
+
+The key is a hash of (embedder id, dimensions, chunk text) and nothing else: no path, no
+commit, no branch. A renamed file, a branch switch or an unchanged chunk in an edited file
+therefore re-embeds nothing. Vectors are stored as JSON strings holding base64 float32
+bytes: exact, compact (a 256-dim vector is ~1.4 KB) and quick to decode.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tasks.cache import Cache
+
+Vectors = NDArray[np.float32]
+
+
+def embedding_key(embedder_id: str, dimensions: int, text: str) -> str:
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(f"{embedder_id}\0{dimensions}\0".encode())
+    digest.update(text.encode("utf-8", "surrogatepass"))
+    return "e:" + digest.hexdigest()
+
+
+def encode_vector(vector: NDArray[np.float32]) -> str:
+    return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+def decode_vector(text: str, dimensions: int) -> NDArray[np.float32] | None:
+    """The vector, or ``None`` for a value of the wrong shape (treated as a miss)."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (ValueError, TypeError):
+        return None
+    if len(raw) != 4 * dimensions:
+        return None
+    return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+
+
+class EmbeddingCache:
+    """Batched lookups and stores over a :class:`~tasks.cache.Cache` namespace."""
+
+    def __init__(self, cache: Cache, embedder_id: str, dimensions: int) -> None:
+        self.cache = cache
+        self.embedder_id = embedder_id
+        self.dimensions = dimensions
+
+    def keys(self, texts: Sequence[str]) -> list[str]:
+        return [embedding_key(self.embedder_id, self.dimensions, t) for t in texts]
+
+    def lookup(self, texts: Sequence[str]) -> dict[int, Vectors]:
+        """Index in ``texts`` -> cached vector, for the texts that hit (one MGET-like call)."""
+        keys = self.keys(texts)
+        found = self.cache.get_many(list(dict.fromkeys(keys)))
+        out: dict[int, Vectors] = {}
+        for index, key in enumerate(keys):
+            value = found.get(key)
+            vector = decode_vector(value, self.dimensions) if isinstance(value, str) else None
+            if vector is not None:
+                out[index] = vector
+        return out
+
+    def store(self, texts: Sequence[str], vectors: Vectors) -> None:
+        items = {k: encode_vector(v) for k, v in zip(self.keys(texts), vectors, strict=True)}
+        self.cache.set_many(items)

@@ -1,0 +1,85 @@
+"""Index manifests: what is committed in the vector store for one repository + branch.
+
+A manifest is written last, after vectors were upserted and stale ones swept (step 7), so a
+crash anywhere before leaves the previous manifest in place and a re-run redoes the work.
+IDs written by an interrupted run are recorded first in ``pending`` (a write-ahead note), so
+the next run can sweep vectors that no committed manifest knows about.
+
+Manifests are JSON files under ``CODEFLOW_HOME/manifests/<repo_id>/<branch>.json``, replaced
+atomically (write to a temporary file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass
+class IndexManifest:
+    repo_id: str
+    branch: str
+    root: str
+    commit: str | None = None
+    embedder: str = ""
+    files: dict[str, str] = field(default_factory=dict)  # path -> blob SHA
+    chunks: dict[str, list[str]] = field(default_factory=dict)  # path -> chunk IDs
+    skipped: dict[str, str] = field(default_factory=dict)  # path -> reason
+    pending: list[str] = field(default_factory=list)  # IDs written by an uncommitted run
+    updated_at: float = 0.0
+
+    @property
+    def chunks_total(self) -> int:
+        return sum(len(ids) for ids in self.chunks.values())
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IndexManifest:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def namespace_for(repo_id: str, branch: str) -> str:
+    """The vector-store namespace of one repository + branch."""
+    return f"{repo_id}-{_SAFE.sub('_', branch)}"[:120]
+
+
+class ManifestStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path(self, repo_id: str, branch: str) -> Path:
+        return self.directory / _SAFE.sub("_", repo_id) / f"{_SAFE.sub('_', branch)}.json"
+
+    def load(self, repo_id: str, branch: str) -> IndexManifest | None:
+        try:
+            raw = self.path(repo_id, branch).read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return IndexManifest.from_json(orjson.loads(raw))
+        except (orjson.JSONDecodeError, TypeError):
+            return None  # unreadable: the caller does a full scan
+
+    def save(self, manifest: IndexManifest) -> None:
+        target = self.path(manifest.repo_id, manifest.branch)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".manifest-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(orjson.dumps(asdict(manifest)))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
