@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import MutableMapping
+from pathlib import Path
 
 from config.settings import Settings
 
@@ -26,6 +27,8 @@ def prefect_environment(settings: Settings) -> dict[str, str]:
         # Our loggers reach the Prefect UI through Prefect's handlers.
         "PREFECT_LOGGING_EXTRA_LOGGERS": "tasks,flows",
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+        # Two CLI processes starting at once on 2 busy cores can need more than the default.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     }
 
 
@@ -35,3 +38,4 @@ def apply_prefect_environment(
     target = os.environ if environ is None else environ
     for name, value in prefect_environment(settings).items():
         target.setdefault(name, value)
+    Path(target["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)

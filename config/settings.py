@@ -43,11 +43,16 @@ class Settings(BaseSettings):
 
     # --- codeflow's own (CODEFLOW_*) ---
     home: Path = Path("~/.codeflow")
+    tenant: str = Field("", pattern=r"^[A-Za-z0-9_-]{0,32}$")  # prefixes cache namespaces
     redis_timeout_s: float = Field(0.25, gt=0, le=30)
     redis_retry_after_s: float = Field(1.0, ge=0, le=300)
     events_maxlen: int = Field(100_000, ge=100)
     embedder: Literal["local", "openai"] = "local"
     store: Literal["lancedb", "pinecone"] = "lancedb"
+    embedding_dimensions: int = Field(256, ge=8, le=8192)
+    embed_batch_size: int = Field(512, ge=1, le=2048)
+    embed_concurrency: int = Field(2, ge=1, le=64)
+    max_file_bytes: int = Field(1_000_000, ge=1024)
     token_secret: SecretStr | None = None  # signs WebSocket tokens; else a file under home
     bind_address: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"

@@ -33,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"codeflow {package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    from flows import cli_cache
+    from flows import cli_cache, cli_index
 
+    cli_index.register(commands)
     cli_cache.register(commands)
     return parser
 

@@ -150,6 +150,15 @@ class GitRepository:
     def root(self) -> Path:
         return self._root
 
+    @property
+    def repo_id(self) -> str:
+        """See :class:`Fingerprint`; cheap (no git call)."""
+        return hashlib.sha256(os.fsencode(self._root)).hexdigest()[:16]
+
+    def branch_label(self) -> str:
+        """The checked-out branch, or ``detached-<commit>`` on a detached HEAD."""
+        return self._branch() or f"detached-{self._head_commit()[:12]}"
+
     def close(self) -> None:
         """Stop any git helper process GitPython keeps for this repository."""
         self._repo.close()
@@ -178,7 +187,7 @@ class GitRepository:
         hashed, missing = self._hash_work_tree(to_check, scan.skipped)
         files.update(hashed)
         return Fingerprint(
-            repo_id=hashlib.sha256(os.fsencode(self._root)).hexdigest()[:16],
+            repo_id=self.repo_id,
             root=str(self._root),
             head=head,
             branch=branch,

@@ -62,3 +62,12 @@ def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
     server = RedisProcess(tmp_path / "private-redis").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect API for the whole session (it takes ~10 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -33,16 +33,22 @@ def bench_codeflow(url: str, args: argparse.Namespace) -> dict[str, dict[str, fl
     cache.set_many(dict.fromkeys(keys, VALUE))
     rows = {
         "get": summary(timed(lambda: cache.get(random.choice(keys)), args.n)),
-        "get_many(100)": summary(timed(lambda: cache.get_many(random.sample(keys, 100)), args.n // 5)),
+        "get_many(100)": summary(
+            timed(lambda: cache.get_many(random.sample(keys, 100)), args.n // 5)
+        ),
         "set": summary(timed(lambda: cache.set(random.choice(keys), VALUE), args.n)),
     }
     for size in args.sizes:
         tag = f"tag{size}"
         for start in range(0, size, 5000):
-            cache.set_many({f"t{size}:{i}": i for i in range(start, min(size, start + 5000))}, tags=[tag])
+            cache.set_many(
+                {f"t{size}:{i}": i for i in range(start, min(size, start + 5000))}, tags=[tag]
+            )
         samples = timed(lambda tag=tag: cache.invalidate_tags([tag]), 1)
         rows[f"invalidate tag ({size:,} keys)"] = summary(samples)
-    rows["hit rate (Zipf workload)"] = {"value": zipf_hit_rate(lambda k: cache.get(k), lambda k, v: cache.set(k, v))}
+    rows["hit rate (Zipf workload)"] = {
+        "value": zipf_hit_rate(cache.get, cache.set)
+    }
     client.flushdb()
     return rows
 
@@ -58,15 +64,26 @@ async def _cashews(url: str, args: argparse.Namespace) -> dict[str, dict[str, fl
     await cache.set_many(dict.fromkeys(keys, VALUE), expire=3600)
     rows = {
         "get": summary(await atimed(lambda: cache.get(random.choice(keys)), args.n)),
-        "get_many(100)": summary(await atimed(lambda: cache.get_many(*random.sample(keys, 100)), args.n // 5)),
-        "set": summary(await atimed(lambda: cache.set(random.choice(keys), VALUE, expire=3600), args.n)),
+        "get_many(100)": summary(
+            await atimed(lambda: cache.get_many(*random.sample(keys, 100)), args.n // 5)
+        ),
+        "set": summary(
+            await atimed(lambda: cache.set(random.choice(keys), VALUE, expire=3600), args.n)
+        ),
     }
     for size in args.sizes:
         tag = f"tag{size}"
         cache.register_tag(tag, f"t{size}:{{i}}")
         for start in range(0, size, 5000):
-            await asyncio.gather(*(cache.set(f"t{size}:{i}", i, expire=3600, tags=[tag]) for i in range(start, min(size, start + 5000))))
-        rows[f"invalidate tag ({size:,} keys)"] = summary(await atimed(lambda tag=tag: cache.delete_tags(tag), 1))
+            await asyncio.gather(
+                *(
+                    cache.set(f"t{size}:{i}", i, expire=3600, tags=[tag])
+                    for i in range(start, min(size, start + 5000))
+                )
+            )
+        rows[f"invalidate tag ({size:,} keys)"] = summary(
+            await atimed(lambda tag=tag: cache.delete_tags(tag), 1)
+        )
     rows["hit rate (Zipf workload)"] = {"value": float("nan")}
     await cache.clear()
     await cache.close()
@@ -82,7 +99,9 @@ async def atimed(fn: Callable[[], Any], repeat: int) -> list[float]:
     return out
 
 
-def zipf_hit_rate(get: Callable[[str], Any], put: Callable[[str, Any], None], lookups: int = 20_000) -> float:
+def zipf_hit_rate(
+    get: Callable[[str], Any], put: Callable[[str, Any], None], lookups: int = 20_000
+) -> float:
     """Cache-aside over 5,000 distinct chunks looked up with a Zipf(1.1) popularity."""
     rng = random.Random(7)
     weights = [1 / (rank**1.1) for rank in range(1, 5001)]
@@ -112,7 +131,9 @@ def main() -> None:
             "cashews p99 ms": {k: v.get("p99_ms") for k, v in peer.items()},
         }
     )
-    table["p99 ratio (cashews/codeflow)"] = (table["cashews p99 ms"] / table["codeflow p99 ms"]).round(1)
+    table["p99 ratio (cashews/codeflow)"] = (
+        table["cashews p99 ms"] / table["codeflow p99 ms"]
+    ).round(1)
     print(table.to_string())
 
 

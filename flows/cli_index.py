@@ -1,0 +1,167 @@
+"""``codeflow index``, ``codeflow search`` and ``codeflow status``.
+
+``search`` and ``status`` never start a flow: they read the manifest and the store, and
+``search`` answers repeated queries from the Redis search cache, which ``index`` invalidates
+when it commits (so a warm search loads neither the embedder nor the vector store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import threading
+import uuid
+from typing import Any
+
+from config import Settings
+from flows.progress import ProgressView
+from tasks.errors import ConfigError, RepositoryError
+from tasks.gitrepo import GitRepository
+from tasks.manifests import IndexManifest, namespace_for
+from tasks.runtime import runtime
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    index = commands.add_parser("index", help="index a git repository (incremental)")
+    index.add_argument("path", help="a git work tree (or a folder inside one)")
+    index.add_argument("--branch", help="fail unless this branch is checked out")
+    index.add_argument("--full", action="store_true", help="ignore the manifest: full scan")
+    index.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    index.set_defaults(handler=run_index)
+    search = commands.add_parser("search", help="hybrid code search over an indexed repository")
+    search.add_argument("query")
+    search.add_argument("--repo", required=True, help="path of the indexed repository")
+    search.add_argument("--limit", type=int, default=10, help="results (default 10)")
+    search.add_argument("--json", action="store_true", help="print a JSON array")
+    search.set_defaults(handler=run_search)
+    status = commands.add_parser("status", help="what is indexed for a repository")
+    status.add_argument("path")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.set_defaults(handler=run_status)
+
+
+def _manifest(settings: Settings, path: str) -> tuple[IndexManifest, str]:
+    with GitRepository.open(path) as repo:
+        repo_id, label = repo.repo_id, repo.branch_label()
+    manifest = runtime(settings).manifests.load(repo_id, label)
+    if manifest is None or manifest.commit is None:
+        raise RepositoryError(
+            f"{path} (branch {label}) is not indexed yet; run: codeflow index {path}"
+        )
+    return manifest, namespace_for(repo_id, label)
+
+
+def run_index(args: argparse.Namespace, settings: Settings) -> int:
+    with GitRepository.open(args.path) as repo:  # clear errors before Prefect starts
+        root, label = str(repo.root), repo.branch_label()
+    if args.branch and args.branch != label:
+        raise ConfigError(f"branch {args.branch!r} is not checked out at {root} (HEAD: {label})")
+    from config.prefect_env import apply_prefect_environment
+
+    apply_prefect_environment(settings)
+    from flows.vectorize import vectorize_repository
+
+    trace_id = uuid.uuid4().hex
+    view = ProgressView(
+        runtime(settings).bus, trace_id, enabled=sys.stderr.isatty() or not args.json
+    )
+    watcher = threading.Thread(target=view.follow, daemon=True)
+    watcher.start()
+    try:
+        summary = vectorize_repository(root, branch=args.branch, full=args.full, trace_id=trace_id)
+    finally:
+        view.stop()
+        watcher.join(timeout=2)
+    _print_summary(summary, args.json)
+    return 0
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary))
+        return
+    print(
+        f"indexed {summary['files_total']} files, {summary['chunks_total']} chunks at "
+        f"{(summary['commit'] or '')[:12]} ({summary['files_changed']} changed, "
+        f"{summary['files_deleted']} deleted, {summary['chunks_embedded']} chunks embedded, "
+        f"{summary['cache_hits']} from cache) in {summary['duration_s']:.2f} s"
+    )
+
+
+def run_search(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.query.strip():
+        raise ConfigError("the query is empty")
+    if not 1 <= args.limit <= 1000:
+        raise ConfigError("--limit must be between 1 and 1000")
+    _, namespace = _manifest(settings, args.repo)
+    rt = runtime(settings)
+    key = (
+        "q:"
+        + hashlib.blake2b(
+            f"{namespace}\0{args.limit}\0{args.query}".encode(), digest_size=20
+        ).hexdigest()
+    )
+    hits = rt.search_cache.get_or_compute(
+        key, lambda: _search(rt, args.query, namespace, args.limit), tags=[f"search:{namespace}"]
+    )
+    _print_hits(hits, args.json)
+    return 0
+
+
+def _search(rt: Any, query: str, namespace: str, limit: int) -> list[dict[str, Any]]:
+    from tasks.search import hybrid_search
+
+    hits = hybrid_search(
+        query, store=rt.store, embedder=rt.embedder, namespace=namespace, limit=limit
+    )
+    return [
+        {
+            "path": h.path,
+            "start_line": h.start_line,
+            "end_line": h.end_line,
+            "score": round(h.score, 6),
+            "symbol": h.symbol,
+            "language": h.language,
+            "text": h.text,
+        }
+        for h in hits
+    ]
+
+
+def _print_hits(hits: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(hits))
+        return
+    for hit in hits:
+        symbol = f"  {hit['symbol']}" if hit.get("symbol") else ""
+        print(f"{hit['path']}:{hit['start_line']}-{hit['end_line']}  {hit['score']:.3f}{symbol}")
+        first = next((line for line in hit["text"].splitlines() if line.strip()), "")
+        print(f"    {first.strip()[:100]}")
+
+
+def run_status(args: argparse.Namespace, settings: Settings) -> int:
+    manifest, namespace = _manifest(settings, args.path)
+    reasons: dict[str, int] = {}
+    for reason in manifest.skipped.values():
+        reasons[reason] = reasons.get(reason, 0) + 1
+    report = {
+        "repo_id": manifest.repo_id,
+        "branch": manifest.branch,
+        "namespace": namespace,
+        "commit": manifest.commit,
+        "files_total": len(manifest.chunks),
+        "chunks_total": manifest.chunks_total,
+        "skipped": reasons,
+        "updated_at": manifest.updated_at,
+        "files": {p: manifest.files[p] for p in manifest.chunks if p in manifest.files},
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"{args.path}: branch {manifest.branch} at {(manifest.commit or '')[:12]}, "
+            f"{report['files_total']} files, {report['chunks_total']} chunks, skipped {reasons}"
+        )
+    return 0

@@ -1,0 +1,91 @@
+"""The objects a flow run works with, built from Settings inside the run (never passed as
+flow parameters: clients can't be serialised or hashed). One per process and Settings."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import redis
+
+from config import Settings
+from tasks.cache import RedisCache
+from tasks.errors import ConfigError
+from tasks.events import EventBus
+from tasks.manifests import ManifestStore
+from tasks.redis_server import connect, redis_url_for
+
+if TYPE_CHECKING:
+    from tasks.embedders import Embedder
+    from tasks.embedding_cache import EmbeddingCache
+    from tasks.lance_store import LanceStore
+
+RESULTS_DB = 1  # Prefect task results get their own Redis database index
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: redis.Redis
+    bus: EventBus
+    search_cache: RedisCache
+    embedding_store: RedisCache
+    manifests: ManifestStore
+
+    @functools.cached_property
+    def embedder(self) -> Embedder:
+        if self.settings.embedder != "local":
+            raise ConfigError(f"CODEFLOW_EMBEDDER={self.settings.embedder} is not available yet")
+        from tasks.embedders import LocalEmbedder
+
+        return LocalEmbedder(dimensions=self.settings.embedding_dimensions)
+
+    @functools.cached_property
+    def store(self) -> LanceStore:
+        if self.settings.store != "lancedb":
+            raise ConfigError(f"CODEFLOW_STORE={self.settings.store} is not available yet")
+        from tasks.lance_store import LanceStore
+
+        return LanceStore(self.settings.home / "lancedb", self.settings.embedding_dimensions)
+
+    @functools.cached_property
+    def embeddings(self) -> EmbeddingCache:
+        from tasks.embedding_cache import EmbeddingCache
+
+        return EmbeddingCache(self.embedding_store, self.embedder.id, self.embedder.dimensions)
+
+    def results_url(self) -> str:
+        """Where Prefect keeps task results: the same server, database ``RESULTS_DB``."""
+        return with_db(redis_url_for(self.settings), RESULTS_DB)
+
+
+@functools.lru_cache(maxsize=8)
+def runtime(settings: Settings) -> Runtime:
+    client = connect(redis_url_for(settings), timeout_s=settings.redis_timeout_s)
+    ttl = settings.cache_ttl_seconds
+
+    def cache(name: str) -> RedisCache:
+        namespace = f"{settings.tenant}.{name}" if settings.tenant else name
+        return RedisCache(client, namespace, ttl_s=ttl, retry_after_s=settings.redis_retry_after_s)
+
+    return Runtime(
+        settings=settings,
+        redis=client,
+        bus=EventBus(client, maxlen=settings.events_maxlen, ttl_s=ttl),
+        search_cache=cache("search"),
+        embedding_store=cache("embeddings"),
+        manifests=ManifestStore(settings.home / "manifests"),
+    )
+
+
+def with_db(url: str, db: int) -> str:
+    """``url`` pointing at database ``db`` (unix:// URLs carry it as ``?db=``)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = dict(parse_qsl(parts.query))
+        query["db"] = str(db)
+        return f"unix://{parts.path}?{urlencode(query)}"
+    return urlunsplit(parts._replace(path=f"/{db}"))

@@ -1,0 +1,100 @@
+"""Hybrid code search: BM25 over code tokens + vector similarity, fused with ranking priors.
+
+Searching never runs a flow: it needs an open store and an embedder, nothing else.
+
+The ``VectorStore`` Protocol is what the indexing pipeline writes through (LanceDB by
+default, Pinecone in production); ``HybridStore`` is what search reads through.
+:class:`tasks.lance_store.LanceStore` implements both.
+
+>>> hits = hybrid_search("parse config file", store=store, embedder=embedder,
+...                      namespace="repo@main", limit=10)
+>>> hits[0].path, hits[0].start_line
+('app/config.py', 12)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tasks.codetokens import code_tokens, unique_tokens
+from tasks.embedders import Embedder
+from tasks.errors import ConfigError, VectorStoreError
+from tasks.ranking import fuse
+from tasks.records import Chunk, SearchHit
+
+#: Each retriever returns this many candidates per requested hit, so fusion and priors
+#: have room to promote a chunk that one retriever ranked low.
+CANDIDATES_PER_HIT = 5
+MIN_CANDIDATES = 20
+MAX_LIMIT = 1000
+
+
+class VectorStore(Protocol):
+    """Where chunk vectors live, one namespace per repository + branch.
+
+    ``upsert`` is idempotent by ``Chunk.id``; ``delete`` ignores unknown ids; both are
+    safe to repeat, which is what makes "write first, delete after" crash-safe.
+    """
+
+    def upsert(
+        self, namespace: str, chunks: Sequence[Chunk], vectors: NDArray[np.float32]
+    ) -> None: ...
+
+    def delete(self, namespace: str, ids: Sequence[str]) -> None: ...
+
+    def query(self, namespace: str, vector: NDArray[np.float32], limit: int) -> list[SearchHit]: ...
+
+    def count(self, namespace: str) -> int: ...
+
+
+class HybridStore(Protocol):
+    """A store that can answer both halves of a hybrid query."""
+
+    @property
+    def dimensions(self) -> int: ...
+
+    def query(self, namespace: str, vector: NDArray[np.float32], limit: int) -> list[SearchHit]: ...
+
+    def text_search(
+        self, namespace: str, query_tokens: list[str], limit: int
+    ) -> list[SearchHit]: ...
+
+
+def _check(query: str, limit: int, store: HybridStore, embedder: Embedder) -> str:
+    text = query.strip()
+    if not text:
+        raise ConfigError("the search query is empty: pass some words or an identifier")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ConfigError(f"the search limit must be between 1 and {MAX_LIMIT}, not {limit}")
+    if store.dimensions != embedder.dimensions:
+        raise VectorStoreError(
+            f"the store holds {store.dimensions}-dim vectors but {embedder.id} makes "
+            f"{embedder.dimensions}: search with the embedder the index was built with"
+        )
+    return text
+
+
+def hybrid_search(
+    query: str,
+    *,
+    store: HybridStore,
+    embedder: Embedder,
+    namespace: str,
+    limit: int = 10,
+) -> list[SearchHit]:
+    """The ``limit`` best chunks for ``query``, best first, scores descending.
+
+    A namespace that was never indexed has no chunks, so it returns ``[]`` (callers that
+    want to tell the user "index it first" check ``store.count(namespace)``). An empty
+    query or a limit outside 1..1000 raises :class:`ConfigError`.
+    """
+    text = _check(query, limit, store, embedder)
+    candidates = max(limit * CANDIDATES_PER_HIT, MIN_CANDIDATES)
+    tokens = unique_tokens(code_tokens(text))
+    lexical = store.text_search(namespace, tokens, candidates) if tokens else []
+    semantic = store.query(namespace, embedder.embed([text])[0], candidates)
+    return fuse(lexical, semantic, text, limit)

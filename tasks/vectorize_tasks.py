@@ -1,0 +1,128 @@
+"""The vectorize flow's Prefect tasks: a few lines each over logic and adapters.
+
+Retries use exponential backoff with jitter. Only ``embed_batch`` persists its result: in
+Redis through prefect-redis (JSON serializer, cache policy INPUTS + TASK_SOURCE, a Redis lock
+manager with SERIALIZABLE isolation), so two agents asking to embed the same batch at the
+same time embed it once. The other tasks are cheap or have side effects, and don't cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+from typing import Any
+
+import numpy as np
+from prefect import task
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+from prefect.tasks import exponential_backoff
+
+from config import Settings
+from tasks.changes import Changes, diff_manifests
+from tasks.chunking import ChunkingPolicy, chunk_files
+from tasks.gitrepo import Fingerprint, GitRepository
+from tasks.indexing import LoadResult
+from tasks.manifests import IndexManifest
+from tasks.prefect_hooks import TASK_HOOKS
+from tasks.records import Chunk
+from tasks.runtime import runtime
+
+RESULTS_BLOCK = "codeflow-results"
+_RETRY: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=0.5),
+    "retry_jitter_factor": 0.5,
+}
+_PLAIN: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False, **TASK_HOOKS}
+
+
+@task(name="fingerprint", **_PLAIN)
+def fingerprint_repository(path: str) -> Fingerprint:
+    with GitRepository.open(path) as repo:
+        return repo.fingerprint()
+
+
+@task(name="detect-changes", **_PLAIN)
+def detect_changes(
+    settings: Settings, fingerprint: Fingerprint, branch: str, full: bool
+) -> tuple[IndexManifest | None, Changes]:
+    rt = runtime(settings)
+    previous = rt.manifests.load(fingerprint.repo_id, branch)
+    stale_embedder = previous is not None and previous.embedder != rt.embedder.id
+    changes = diff_manifests(
+        previous.files if previous else None,
+        fingerprint.files,
+        force_full_scan=full or stale_embedder,
+    )
+    return previous, changes
+
+
+@task(name="load-and-chunk", **_RETRY, **_PLAIN)
+def load_and_chunk(settings: Settings, root: str, paths: list[str]) -> LoadResult:
+    with GitRepository.open(root) as repo:
+        contents, skipped = repo.read_files(paths, max_bytes=settings.max_file_bytes)
+    chunks, skips = chunk_files(
+        contents.items(), ChunkingPolicy(max_file_bytes=settings.max_file_bytes)
+    )
+    skipped.update({s.path: s.reason for s in skips})
+    return LoadResult(chunks=chunks, skipped=skipped)
+
+
+@task(name="lookup-embeddings", **_RETRY, **_PLAIN)
+def lookup_embeddings(settings: Settings, texts: list[str]) -> dict[int, Any]:
+    return runtime(settings).embeddings.lookup(texts)
+
+
+@task(name="embed-batch", **_RETRY, **TASK_HOOKS)
+def embed_batch(settings: Settings, embedder_id: str, texts: list[str]) -> str:
+    """Embed ``texts``; returns the float32 matrix as base64 (JSON-serialisable, exact)."""
+    vectors = runtime(settings).embedder.embed(texts)
+    return base64.b64encode(np.ascontiguousarray(vectors, dtype="<f4").tobytes()).decode()
+
+
+@functools.cache
+def cached_embed_batch(results_url: str, ttl_s: int) -> Any:
+    """``embed_batch`` with its result cached in Redis and concurrent duplicates locked."""
+    from prefect_redis import RedisDatabase
+    from prefect_redis.locking import RedisLockManager
+
+    RedisDatabase(connection_url=results_url, key_ttl=ttl_s).save(RESULTS_BLOCK, overwrite=True)
+    policy = (INPUTS - "settings") + TASK_SOURCE
+    return embed_batch.with_options(
+        cache_policy=policy.configure(
+            lock_manager=RedisLockManager(connection_url=results_url),
+            isolation_level="SERIALIZABLE",
+        ),
+        persist_result=True,
+        result_storage=f"redis-database/{RESULTS_BLOCK}",
+        result_serializer="json",
+    )
+
+
+def decode_matrix(text: str, dimensions: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+    return np.frombuffer(base64.b64decode(text), dtype="<f4").reshape(-1, dimensions).copy()
+
+
+@task(name="upsert-and-sweep", **_RETRY, **_PLAIN)
+def upsert_and_sweep(
+    settings: Settings,
+    namespace: str,
+    chunks: list[Chunk],
+    vectors: np.ndarray[Any, np.dtype[np.float32]],
+    stale: list[str],
+) -> int:
+    """Write new vectors first, then delete stale ones: a crash never loses content."""
+    store = runtime(settings).store
+    for start in range(0, len(chunks), 5000):
+        store.upsert(namespace, chunks[start : start + 5000], vectors[start : start + 5000])
+    if stale:
+        store.delete(namespace, stale)
+    return len(stale)
+
+
+@task(name="commit-index", **_PLAIN)
+def commit_index(settings: Settings, manifest: IndexManifest, namespace: str) -> None:
+    """Record the manifest last, then invalidate this namespace's cached search results."""
+    rt = runtime(settings)
+    rt.manifests.save(manifest)
+    rt.search_cache.invalidate_tags([f"search:{namespace}"])

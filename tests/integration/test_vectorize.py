@@ -1,0 +1,314 @@
+"""The vectorize flow end to end: real git repositories, real Redis, real LanceDB, the real
+offline embedder, a real (temporary) Prefect API."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from flows.cli import main
+from tasks.events import EventBus
+from tests.git_support import commit_all, git, make_repo, write
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+SOURCES: dict[str, str | bytes] = {
+    "app/models.py": "class User:\n    def __init__(self, name):\n        self.name = name\n\n"
+    "    def greeting(self):\n        return f'hello {self.name}'\n",
+    "app/storage.py": "import json\n\n\ndef save_user(user, path):\n"
+    "    with open(path, 'w') as f:\n"
+    "        json.dump({'name': user.name}, f)\n\n\ndef load_user(path):\n"
+    "    with open(path) as f:\n        return json.load(f)['name']\n",
+    "app/http_client.py": "def fetch_url(url, timeout=10):\n    import urllib.request\n"
+    "    return urllib.request.urlopen(url, timeout=timeout).read()\n",
+    "docs/guide.md": "# Guide\n\nRun the parser on a config file to get settings.\n",
+    "tests/test_models.py": "from app.models import User\n\ndef test_greeting():\n"
+    "    assert User('a').greeting() == 'hello a'\n",
+}
+
+
+@dataclass
+class Indexer:
+    """Runs codeflow (the flow and the CLI) against one CODEFLOW_HOME."""
+
+    env: dict[str, str]
+    capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch
+
+    def cli(self, *args: str) -> tuple[int, str, str]:
+        for key, value in self.env.items():
+            self.monkeypatch.setenv(key, value)
+        self.capsys.readouterr()
+        code = main(list(args))
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def index(self, path: Path, *extra: str) -> dict[str, Any]:
+        code, out, err = self.cli("index", str(path), "--json", *extra)
+        assert code == 0, err
+        return json.loads(out)  # type: ignore[no-any-return]
+
+    def status(self, path: Path) -> dict[str, Any]:
+        code, out, err = self.cli("status", str(path), "--json")
+        assert code == 0, err
+        return json.loads(out)  # type: ignore[no-any-return]
+
+    def search(self, path: Path, query: str, limit: int = 5) -> list[dict[str, Any]]:
+        code, out, err = self.cli(
+            "search", query, "--repo", str(path), "--limit", str(limit), "--json"
+        )
+        assert code == 0, err
+        return json.loads(out)  # type: ignore[no-any-return]
+
+    def store_ids(self, path: Path) -> list[str]:
+        from config import load_settings
+        from tasks.runtime import runtime
+
+        namespace = self.status(path)["namespace"]
+        return sorted(runtime(load_settings(self.env)).store.ids(namespace))
+
+
+def _indexer(
+    home: Path, redis_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Indexer:
+    env = {
+        "CODEFLOW_HOME": str(home),
+        "REDIS_URL": redis_url,
+        "CODEFLOW_TENANT": "t" + uuid.uuid4().hex[:10],
+    }
+    return Indexer(env, capsys, monkeypatch)
+
+
+@pytest.fixture
+def indexer(
+    tmp_path: Path,
+    redis_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Indexer]:
+    made = _indexer(tmp_path / "home", redis_url, capsys, monkeypatch)
+    yield made
+    _drop_tenant(redis_url, made.env["CODEFLOW_TENANT"])
+
+
+def _drop_tenant(redis_url: str, tenant: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"cf:{{{tenant}.*", count=1000))
+    if keys:
+        client.unlink(*keys)
+
+
+def _evolve(repo: Path) -> None:
+    """Commit B: an addition, an edit, a deletion, a rename and a rename-with-edit."""
+    write(
+        repo,
+        {
+            "app/search.py": "def find_users(users, prefix):\n"
+            "    return [u for u in users if u.name.startswith(prefix)]\n"
+        },
+    )
+    write(
+        repo,
+        {
+            "app/models.py": str(SOURCES["app/models.py"])
+            + "\n    def shout(self):\n        return self.greeting().upper()\n"
+        },
+    )
+    (repo / "docs/guide.md").unlink()
+    git(repo, "mv", "app/http_client.py", "app/net.py")
+    git(repo, "mv", "tests/test_models.py", "tests/test_user_model.py")
+    write(
+        repo,
+        {
+            "tests/test_user_model.py": "from app.models import User\n\ndef test_shout():\n"
+            "    assert User('a').shout() == 'HELLO A'\n"
+        },
+    )
+    commit_all(repo, "B")
+
+
+QUERIES = ["save user to a json file", "greeting", "fetch url with timeout", "find users by prefix"]
+
+
+def test_incremental_index_equals_fresh_index(
+    tmp_path: Path,
+    indexer: Indexer,
+    redis_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    repo = make_repo(tmp_path / "repo", SOURCES)
+    first = indexer.index(repo)
+    assert first["full_scan"] and first["files_total"] == 5 and first["chunks_embedded"] > 0
+    _evolve(repo)
+    second = indexer.index(repo)
+    assert not second["full_scan"]
+    # guide.md deleted; the renamed-and-edited test file is a deletion plus an addition.
+    assert (second["files_deleted"], second["files_renamed"]) == (2, 1)
+    assert second["cache_hits"] > 0, (
+        "unchanged chunks of edited and renamed files come from the cache"
+    )
+
+    fresh = _indexer(tmp_path / "fresh-home", redis_url, capsys, monkeypatch)
+    try:
+        fresh.index(repo)
+        ours, theirs = indexer.status(repo), fresh.status(repo)
+        for field in ("commit", "files_total", "chunks_total", "files"):
+            assert ours[field] == theirs[field], field
+        assert indexer.store_ids(repo) == fresh.store_ids(repo)
+        for query in QUERIES:
+            assert _shape(indexer.search(repo, query)) == _shape(fresh.search(repo, query)), query
+    finally:
+        _drop_tenant(redis_url, fresh.env["CODEFLOW_TENANT"])
+    assert "docs/guide.md" not in ours["files"] and "app/net.py" in ours["files"]
+
+
+def _shape(hits: list[dict[str, Any]]) -> list[tuple[str, int, int]]:
+    return [(h["path"], h["start_line"], h["end_line"]) for h in hits]
+
+
+def test_noop_reindex_does_no_work_and_search_finds_definitions(
+    tmp_path: Path, indexer: Indexer
+) -> None:
+    repo = make_repo(tmp_path / "repo", SOURCES)
+    indexer.index(repo)
+    again = indexer.index(repo)
+    assert (again["files_changed"], again["chunks_embedded"], again["chunks_deleted"]) == (0, 0, 0)
+    hits = indexer.search(repo, "load user from json")
+    assert hits[0]["path"] == "app/storage.py"
+    assert {"path", "start_line", "end_line", "score", "text"} <= hits[0].keys()
+    assert hits == sorted(hits, key=lambda h: -h["score"])
+
+
+def test_interrupted_run_leaves_no_duplicates_or_stale_vectors(
+    tmp_path: Path, indexer: Indexer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reproduce what a process killed between upsert and commit leaves on disk, then re-run."""
+    repo = make_repo(tmp_path / "repo", SOURCES)
+    indexer.index(repo)
+    _evolve(repo)
+    import flows.vectorize
+
+    class Killed(BaseException):
+        """Stands in for SIGKILL: nothing after the upsert runs, nothing is cleaned up."""
+
+    def killed(*_: object) -> None:
+        raise Killed
+
+    monkeypatch.setattr(flows.vectorize, "commit_index", killed)
+    for key, value in indexer.env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(Killed):
+        flows.vectorize.vectorize_repository(str(repo))
+    monkeypatch.undo()
+    status_before = indexer.status(repo)
+    assert status_before["files_total"] == 5, "the manifest was not committed"
+    write(repo, {"app/models.py": "class User:\n    pass\n"})  # and the tree moved on meanwhile
+    commit_all(repo, "C")
+    indexer.index(repo)
+    ids = indexer.store_ids(repo)
+    assert len(ids) == len(set(ids))
+    manifest_ids = _manifest_ids(indexer, repo)
+    assert ids == manifest_ids, "store holds exactly the committed chunks"
+
+
+def _manifest_ids(indexer: Indexer, repo: Path) -> list[str]:
+    from config import load_settings
+    from tasks.runtime import runtime
+
+    status = indexer.status(repo)
+    manifest = runtime(load_settings(indexer.env)).manifests.load(
+        status["repo_id"], status["branch"]
+    )
+    assert manifest is not None
+    return sorted(i for ids in manifest.chunks.values() for i in ids)
+
+
+def test_two_processes_index_the_same_repository_at_once(
+    tmp_path: Path, indexer: Indexer, redis_url: str
+) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {f"pkg/mod{i}.py": f"def function_{i}(x):\n    return x * {i}\n" for i in range(40)},
+    )
+    env = {**os.environ, **indexer.env, "CODEFLOW_EMBED_BATCH_SIZE": "8"}
+    from prefect.settings import PREFECT_API_URL
+
+    env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())  # the session's Prefect server
+    cli = [sys.executable, "-m", "flows.cli", "index", str(repo), "--json"]
+    procs = [
+        subprocess.Popen(
+            cli,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=Path(__file__).parents[2],
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outputs]
+    summaries = [json.loads(o[0]) for o in outputs]
+    assert summaries[0]["chunks_total"] == summaries[1]["chunks_total"] == 40
+    ids = indexer.store_ids(repo)
+    assert len(ids) == 40 == len(set(ids))
+    runs = {s["flow_run_id"] for s in summaries}
+    events = [e for _, e in EventBus(redis.Redis.from_url(redis_url)).read(count=100_000)]
+    embedded = [
+        e
+        for e in events
+        if e.get("flow_run_id") in runs
+        and e.get("task_name") == "embed-batch"
+        and e.get("state") == "Completed"
+    ]
+    assert len(embedded) == 5, "40 chunks in batches of 8 are embedded once, not once per process"
+
+
+def test_bad_inputs_give_clear_errors(tmp_path: Path, indexer: Indexer) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    cases = {
+        str(tmp_path / "missing"): "no such directory",
+        str(plain): "not a git repository",
+        str(empty): "no commits",
+    }
+    for path, message in cases.items():
+        code, out, err = indexer.cli("index", path)
+        assert code == 1 and out == ""
+        assert err.startswith("codeflow: error:") and message in err and err.count("\n") == 1, err
+    code, _, err = indexer.cli("search", "x", "--repo", str(plain))
+    assert code == 1 and "not a git repository" in err
+
+
+def test_hostile_files_are_skipped_and_counted(tmp_path: Path, indexer: Indexer) -> None:
+    files: dict[str, str | bytes] = {
+        "ok.py": "def fine():\n    return 1\n",
+        "blob.bin": bytes(range(256)) * 64,
+        "latin1.py": b"# caf\xe9\ndef cafe():\n    return '\xe9'\n",
+    }
+    repo = make_repo(tmp_path / "repo", files)
+    with open(repo / "huge.txt", "wb") as handle:
+        handle.truncate(50 * 1024 * 1024)
+    os.symlink("/etc/passwd", repo / "passwd-link")
+    commit_all(repo, "hostile")
+    summary = indexer.index(repo)
+    status = indexer.status(repo)
+    assert set(status["files"]) == {"ok.py", "latin1.py"}
+    assert summary["skipped"].get("binary", 0) + summary["skipped"].get("oversized", 0) >= 2
+    hits = indexer.search(repo, "passwd root")
+    assert all("root:x:0:0" not in h["text"] for h in hits)
+    shutil.rmtree(repo)
