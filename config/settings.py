@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     events_maxlen: int = Field(100_000, ge=100)
     embedder: Literal["local", "openai"] = "local"
     store: Literal["lancedb", "pinecone"] = "lancedb"
+    sandbox_image: str = "codeflow-sandbox:latest"
     embedding_dimensions: int = Field(256, ge=8, le=8192)
     embed_batch_size: int = Field(512, ge=1, le=2048)
     embed_concurrency: int = Field(2, ge=1, le=64)

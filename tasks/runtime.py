@@ -30,6 +30,7 @@ class Runtime:
     redis: redis.Redis
     bus: EventBus
     search_cache: RedisCache
+    sandbox_cache: RedisCache
     embedding_store: RedisCache
     manifests: ManifestStore
 
@@ -74,6 +75,7 @@ def runtime(settings: Settings) -> Runtime:
         redis=client,
         bus=EventBus(client, maxlen=settings.events_maxlen, ttl_s=ttl),
         search_cache=cache("search"),
+        sandbox_cache=cache("sandbox"),
         embedding_store=cache("embeddings"),
         manifests=ManifestStore(settings.home / "manifests"),
     )
