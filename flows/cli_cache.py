@@ -69,9 +69,11 @@ def show_stats(args: argparse.Namespace, settings: Settings) -> int:
     else:
         import pandas as pd
 
-        table = pd.DataFrame.from_dict(report["namespaces"], orient="index").fillna(0)
-        columns = [c for c in ("hits", "misses", "hit_rate", "sets", "invalidations") if c in table]
-        print(table[columns].to_string())
+        table = pd.DataFrame.from_dict(report["namespaces"], orient="index")
+        counts = ["hits", "misses", "sets", "invalidations"]
+        table = table.reindex(columns=[*counts, "hit_rate"]).fillna(0)
+        table[counts] = table[counts].astype(int)
+        print(table.to_string())
     print(f"redis: {report['redis']['keys']} keys, {report['redis']['used_memory']:,} bytes")
     return 0
 
