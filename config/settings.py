@@ -51,12 +51,31 @@ class Settings(BaseSettings):
     store: Literal["lancedb", "pinecone"] = "lancedb"
     sandbox_image: str = "codeflow-sandbox:latest"
     embedding_dimensions: int = Field(256, ge=8, le=8192)
-    embed_batch_size: int = Field(512, ge=1, le=2048)
+    embed_batch_size: int = Field(2048, ge=1, le=2048)
     embed_concurrency: int = Field(2, ge=1, le=64)
     max_file_bytes: int = Field(1_000_000, ge=1024)
     token_secret: SecretStr | None = None  # signs WebSocket tokens; else a file under home
     bind_address: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+    # --- production backends: CODEFLOW_EMBEDDER=openai, CODEFLOW_STORE=pinecone ---
+    openai_model: str = "text-embedding-3-small"
+    openai_base_url: str = "https://api.openai.com/v1"  # any OpenAI-compatible server
+    openai_dimensions: int | None = Field(None, ge=1, le=8192)  # None: the model's own width
+    openai_rpm: float = Field(3000, gt=0)  # requests per minute (lowered by server headers)
+    openai_tpm: float = Field(1_000_000, gt=0)  # tokens per minute (lowered by headers)
+    openai_max_retries: int = Field(5, ge=0, le=20)
+    openai_timeout_s: float = Field(60.0, gt=0, le=600)
+    openai_long_inputs: Literal["split", "truncate"] = "split"
+    openai_check: bool = True  # one tiny request at start-up proves key, model and width
+    pinecone_index: str = ""
+    pinecone_host: str = ""  # the index's data-plane host (skips the describe request)
+    pinecone_controller_host: str = ""  # control plane; empty: Pinecone's public API
+    pinecone_catalog: str = ""  # chunk texts + BM25 (LanceDB); empty: <home>/pinecone-catalog
+    pinecone_timeout_s: float = Field(30.0, gt=0, le=600)
+    task_runner: Literal["threads", "dask"] = "threads"  # engine of the embedding fan-out
+    dask_address: str | None = None  # a running scheduler (tcp://host:8786); else a LocalCluster
+    dask_workers: int = Field(2, ge=1, le=256)  # workers of that temporary LocalCluster
 
     @classmethod
     def settings_customise_sources(  # type: ignore[override]

@@ -3,22 +3,28 @@
     fingerprint -> detect changes -> load & chunk -> embedding-cache lookup
     -> embed misses in parallel batches -> upsert & sweep -> commit
 
-Work is batched (files per load task, chunks per embed task: never one task per file), and
-progress (files, then chunks) is published on the event bus as it happens.
+Steps 3-6 stream: as soon as a batch of files is chunked, its chunks are looked up in the
+embedding cache, the misses are submitted for embedding, and finished vectors are written,
+so chunking, embedding and writing overlap instead of running one after the other. Work is
+batched (files per load task, chunks per embed task: never one task per file). Stale
+vectors are deleted only after every new one is written, and the manifest is committed last.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from prefect import flow
-from prefect.futures import as_completed
+from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
+import tasks.embedders
+import tasks.lance_store  # noqa: F401 - not inside a run (LanceDB alone takes ~1-3 s)
 from config import Settings, load_settings
 from tasks.changes import Changes
 from tasks.errors import ConfigError
@@ -37,13 +43,16 @@ from tasks.vectorize_tasks import (
     fingerprint_repository,
     load_and_chunk,
     lookup_embeddings,
-    upsert_and_sweep,
+    sweep_stale,
+    write_vectors,
 )
 
-FILES_PER_TASK = 400
-LOOKUP_BATCH = 2000
+FILES_PER_TASK = 100
+LOAD_WINDOW = 2
+WRITE_BATCH = 4096
 
 Vectors = np.ndarray[Any, np.dtype[np.float32]]
+TASK_RUNNER: Any = ThreadPoolTaskRunner(max_workers=2)
 
 
 @dataclass
@@ -66,9 +75,6 @@ class Reporter:
         self.rt.bus.publish(make_event("index.summary", **{**self.base, **summary}))
 
 
-TASK_RUNNER: Any = ThreadPoolTaskRunner(max_workers=4)
-
-
 @flow(name="vectorize_repository", task_runner=TASK_RUNNER, **FLOW_HOOKS)
 def vectorize_repository(
     path: str, branch: str | None = None, full: bool = False, trace_id: str | None = None
@@ -82,26 +88,22 @@ def vectorize_repository(
     namespace = namespace_for(fp.repo_id, label)
     run_id = str(flow_run.get_id() or "")
     remember_repo(run_id, fp.repo_id)
-    base = {
-        "flow_run_id": run_id,
-        "flow_name": "vectorize_repository",
-        "repo_id": fp.repo_id,
-        "trace_id": trace_id,
-    }
-    reporter = Reporter(rt, base)
+    base = {"flow_run_id": run_id, "flow_name": "vectorize_repository", "repo_id": fp.repo_id}
+    reporter = Reporter(rt, {**base, "trace_id": trace_id})
+    warm = threading.Thread(target=_warm_up, args=(settings, rt), daemon=True)
+    warm.start()  # imports and model load overlap with change detection and chunking
     previous, changes = detect_changes(settings, fp, label, full)
-    loaded = _load(settings, fp, changes, reporter)
-    vectors, hits = _vectors_for(settings, rt, loaded.chunks, reporter)
+    stream = Stream(settings, rt, reporter, (namespace, fp.repo_id, label))
+    stream.submit_loads(fp.root, changes.to_load)
+    warm.join()
+    stored = rt.store.ids(namespace) if previous is None else set()
+    loaded = stream.run(_known(previous, stored))
     manifest = next_manifest(previous, _base_manifest(fp, label, rt), changes, fp.files, loaded)
     current = {i for ids in manifest.chunks.values() for i in ids}
-    stored = rt.store.ids(namespace) if previous is None else ()
     stale = stale_ids(previous, changes, current, stored)
-    _note_pending(rt, previous, fp, label, loaded.chunks)
-    upsert_and_sweep(settings, namespace, loaded.chunks, vectors, stale)
+    sweep_stale(settings, namespace, stale)
     commit_index(settings, manifest, namespace)
-    summary = _summary(
-        fp, changes, manifest, loaded=loaded, hits=hits, stale=stale, started=started
-    )
+    summary = _summary(fp, changes, manifest, stream, stale=stale, started=started)
     summary["flow_run_id"] = run_id
     reporter.summary(summary)
     return summary
@@ -117,101 +119,143 @@ def _branch_label(fp: Fingerprint, branch: str | None) -> str:
     return current
 
 
+def _warm_up(settings: Settings, rt: Runtime) -> None:
+    """Load the model, open the store and register the result storage off the critical path."""
+    rt.embedder.id  # noqa: B018 - loads the model
+    rt.store  # noqa: B018 - opens LanceDB
+    cached_embed_batch(rt.results_url(), settings.cache_ttl_seconds)
+
+
+def _known(previous: IndexManifest | None, stored: set[str]) -> frozenset[str]:
+    """IDs the store may already hold: committed, pending, or found in the store."""
+    known = set(stored)
+    if previous is not None:
+        known.update(previous.pending)
+        for ids in previous.chunks.values():
+            known.update(ids)
+    return frozenset(known)
+
+
 def _base_manifest(fp: Fingerprint, label: str, rt: Runtime) -> IndexManifest:
     return IndexManifest(
         repo_id=fp.repo_id, branch=label, root=fp.root, commit=fp.head, embedder=rt.embedder.id
     )
 
 
-def _load(settings: Settings, fp: Fingerprint, changes: Changes, reporter: Reporter) -> LoadResult:
-    paths = changes.to_load
-    futures = [
-        load_and_chunk.submit(settings, fp.root, batch) for batch in batched(paths, FILES_PER_TASK)
-    ]
-    result, done = LoadResult(), 0
-    reporter.progress("files", 0, len(paths))
-    for future in as_completed(futures):
-        part = future.result()
-        result.merge(part)
-        done += len({c.path for c in part.chunks} | part.skipped.keys())
-        reporter.progress("files", min(done, len(paths)), len(paths))
-    reporter.progress("files", len(paths), len(paths))
-    result.chunks.sort(key=lambda c: (c.path, c.start_line))
-    return result
+@dataclass
+class Stream:
+    """Steps 3-6 of one run, overlapped: chunk -> look up -> embed -> write."""
 
+    settings: Settings
+    rt: Runtime
+    reporter: Reporter
+    target: tuple[str, str, str]  # namespace, repo_id, branch
+    known: frozenset[str] = frozenset()
+    loaded: LoadResult = field(default_factory=LoadResult)
+    hits: int = 0
+    chunks_seen: int = 0
+    _loads: list[PrefectFuture[LoadResult]] = field(default_factory=list)
+    _batches: list[list[str]] = field(default_factory=list)
+    _root: str = ""
+    _paths: int = 0
+    _pending: dict[PrefectFuture[str], list[Chunk]] = field(default_factory=dict)
+    _buffer: list[tuple[list[Chunk], Vectors]] = field(default_factory=list)
+    _buffered: int = 0
+    _written: int = 0
 
-def _vectors_for(
-    settings: Settings, rt: Runtime, chunks: list[Chunk], reporter: Reporter
-) -> tuple[Vectors, int]:
-    """Vectors for ``chunks`` in order: cached ones looked up, the misses embedded."""
-    dims = rt.embedder.dimensions
-    vectors = np.zeros((len(chunks), dims), dtype=np.float32)
-    texts = [c.text for c in chunks]
-    missing: list[int] = []
-    for start in range(0, len(texts), LOOKUP_BATCH):
-        found = lookup_embeddings(settings, texts[start : start + LOOKUP_BATCH])
-        for offset in range(min(LOOKUP_BATCH, len(texts) - start)):
-            if offset in found:
-                vectors[start + offset] = found[offset]
-            else:
-                missing.append(start + offset)
-    hits = len(chunks) - len(missing)
-    _embed_missing(
-        settings, rt, texts=texts, missing=missing, vectors=vectors, reporter=reporter, hits=hits
-    )
-    return vectors, hits
+    def submit_loads(self, root: str, paths: list[str]) -> None:
+        """Start chunking; only ``LOAD_WINDOW`` batches are queued at a time, so embedding
+        tasks submitted meanwhile are not stuck behind every load in the task runner."""
+        self._root, self._paths = root, len(paths)
+        self._batches = batched(paths, FILES_PER_TASK)[::-1]
+        self.reporter.progress("files", 0, len(paths))
+        for _ in range(LOAD_WINDOW):
+            self._submit_next_load()
 
+    def _submit_next_load(self) -> None:
+        if self._batches:
+            batch = self._batches.pop()
+            self._loads.append(load_and_chunk.submit(self.settings, self._root, batch))
 
-def _embed_missing(
-    settings: Settings,
-    rt: Runtime,
-    *,
-    texts: list[str],
-    missing: list[int],
-    vectors: Vectors,
-    reporter: Reporter,
-    hits: int,
-) -> None:
-    total, done = len(texts), hits
-    reporter.progress("chunks", done, total)
-    if not missing:
-        return
-    embed = cached_embed_batch(rt.results_url(), settings.cache_ttl_seconds)
-    size = settings.embed_batch_size
-    groups = [missing[i : i + size] for i in range(0, len(missing), size)]
-    futures = {
-        embed.submit(settings, rt.embedder.id, [texts[i] for i in group]): group for group in groups
-    }
-    for future in as_completed(list(futures)):
-        group = futures[future]
-        vectors[group] = decode_matrix(future.result(), rt.embedder.dimensions)
-        rt.embeddings.store([texts[i] for i in group], vectors[group])
-        done += len(group)
-        reporter.progress("chunks", done, total)
+    def _next_load(self) -> LoadResult:
+        future = next(as_completed(self._loads))
+        self._loads.remove(future)
+        self._submit_next_load()
+        return future.result()
 
+    def run(self, known: frozenset[str]) -> LoadResult:
+        """Consume the loads as they finish; ``known``: IDs the store may already hold."""
+        self.known, files_done = known, 0
+        while self._loads:
+            part = self._next_load()
+            self.loaded.merge(part)
+            files_done += len({c.path for c in part.chunks} | part.skipped.keys())
+            self.reporter.progress("files", min(files_done, self._paths), self._paths)
+            self._look_up(part.chunks)
+            self._harvest(block=False)
+        self.reporter.progress("files", self._paths, self._paths)
+        self._harvest(block=True)
+        self._flush()
+        self.loaded.chunks.sort(key=lambda c: (c.path, c.start_line))
+        return self.loaded
 
-def _note_pending(
-    rt: Runtime,
-    previous: IndexManifest | None,
-    fp: Fingerprint,
-    label: str,
-    chunks: list[Chunk],
-) -> None:
-    """Write-ahead: record the IDs about to be written, so an interrupted run is swept."""
-    if not chunks:
-        return
-    note = previous or IndexManifest(repo_id=fp.repo_id, branch=label, root=fp.root)
-    note.pending = sorted(set(note.pending) | {c.id for c in chunks})
-    rt.manifests.save(note)
+    @property
+    def embedded(self) -> int:
+        return self.chunks_seen - self.hits
+
+    def _look_up(self, chunks: list[Chunk]) -> None:
+        """Cached vectors go straight to the write buffer; misses are submitted in batches."""
+        if not chunks:
+            return
+        self.chunks_seen += len(chunks)
+        found = lookup_embeddings(self.settings, [c.text for c in chunks])
+        if found:
+            hit_chunks = [chunks[i] for i in sorted(found)]
+            self._add([*hit_chunks], np.vstack([found[i] for i in sorted(found)]))
+            self.hits += len(found)
+        misses = [c for i, c in enumerate(chunks) if i not in found]
+        embed = cached_embed_batch(self.rt.results_url(), self.settings.cache_ttl_seconds)
+        size = self.settings.embed_batch_size
+        for start in range(0, len(misses), size):
+            group = misses[start : start + size]
+            future = embed.submit(self.settings, self.rt.embedder.id, [c.text for c in group])
+            self._pending[future] = group
+
+    def _harvest(self, *, block: bool) -> None:
+        """Move finished embeddings into the cache and the write buffer (all of them, as
+        they finish, when ``block``; only those already finished otherwise)."""
+        futures = list(self._pending)
+        finished = as_completed(futures) if block else wait(futures, timeout=0).done
+        for future in finished:
+            group = self._pending.pop(future)
+            vectors = decode_matrix(future.result(), self.rt.embedder.dimensions)
+            self.rt.embeddings.store([c.text for c in group], vectors)
+            self._add(group, vectors)
+
+    def _add(self, chunks: list[Chunk], vectors: Vectors) -> None:
+        self._buffer.append((chunks, vectors))
+        self._buffered += len(chunks)
+        if self._buffered >= WRITE_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        chunks = [c for part, _ in self._buffer for c in part]
+        vectors = np.vstack([v for _, v in self._buffer])
+        write_vectors(self.settings, self.target, chunks, vectors, self.known)
+        self._written += len(chunks)
+        self._buffer, self._buffered = [], 0
+        total = max(self.chunks_seen, self._written)
+        self.reporter.progress("chunks", self._written, total)
 
 
 def _summary(
     fp: Fingerprint,
     changes: Changes,
     manifest: IndexManifest,
+    stream: Stream,
     *,
-    loaded: LoadResult,
-    hits: int,
     stale: list[str],
     started: float,
 ) -> dict[str, Any]:
@@ -228,8 +272,8 @@ def _summary(
         "files_renamed": len(changes.renamed),
         "full_scan": changes.full_scan,
         "chunks_total": manifest.chunks_total,
-        "chunks_embedded": len(loaded.chunks) - hits,
-        "cache_hits": hits,
+        "chunks_embedded": stream.embedded,
+        "cache_hits": stream.hits,
         "chunks_deleted": len(stale),
         "skipped": skip_counts,
         "duration_s": round(time.perf_counter() - started, 3),

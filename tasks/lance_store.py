@@ -227,6 +227,22 @@ class LanceStore:
         except _LANCE_ERRORS as exc:
             raise VectorStoreError(f"upsert into {namespace!r} failed: {exc}") from exc
 
+    def append(self, namespace: str, chunks: Sequence[Chunk], vectors: NDArray[np.float32]) -> None:
+        """Add chunks whose IDs the caller knows are not stored yet (no merge: much faster)."""
+        if not chunks:
+            return
+        rows = self._rows(chunks, vectors)
+        try:
+            table = self._open(namespace)
+            if table is None:
+                table = self._db.create_table(table_name(namespace), data=rows, exist_ok=True)
+                self._tables[table_name(namespace)] = table
+            else:
+                table.add(rows)
+            self._maintain_indexes(table)
+        except _LANCE_ERRORS as exc:
+            raise VectorStoreError(f"append to {namespace!r} failed: {exc}") from exc
+
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
         """Delete rows by id, ``_ID_BATCH`` ids per predicate; unknown ids are ignored."""
         table = self._open(namespace)

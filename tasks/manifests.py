@@ -59,15 +59,39 @@ class ManifestStore:
     def path(self, repo_id: str, branch: str) -> Path:
         return self.directory / _SAFE.sub("_", repo_id) / f"{_SAFE.sub('_', branch)}.json"
 
+    def pending_path(self, repo_id: str, branch: str) -> Path:
+        return self.path(repo_id, branch).with_suffix(".pending")
+
     def load(self, repo_id: str, branch: str) -> IndexManifest | None:
+        """The committed manifest, with IDs written since (``pending``) merged in."""
         try:
             raw = self.path(repo_id, branch).read_bytes()
         except FileNotFoundError:
             return None
         try:
-            return IndexManifest.from_json(orjson.loads(raw))
+            manifest = IndexManifest.from_json(orjson.loads(raw))
         except (orjson.JSONDecodeError, TypeError):
             return None  # unreadable: the caller does a full scan
+        manifest.pending = sorted(set(manifest.pending) | self._pending(repo_id, branch))
+        return manifest
+
+    def note_pending(self, repo_id: str, branch: str, ids: list[str]) -> None:
+        """Write-ahead: append IDs about to be written (durable before the write happens)."""
+        if not ids:
+            return
+        target = self.pending_path(repo_id, branch)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "a", encoding="ascii") as handle:
+            handle.write("\n".join(ids) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def _pending(self, repo_id: str, branch: str) -> set[str]:
+        try:
+            text = self.pending_path(repo_id, branch).read_text(encoding="ascii", errors="ignore")
+        except FileNotFoundError:
+            return set()
+        return {line for line in text.split() if line}
 
     def save(self, manifest: IndexManifest) -> None:
         target = self.path(manifest.repo_id, manifest.branch)
@@ -79,6 +103,7 @@ class ManifestStore:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
+            self.pending_path(manifest.repo_id, manifest.branch).unlink(missing_ok=True)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

@@ -103,20 +103,35 @@ def decode_matrix(text: str, dimensions: int) -> np.ndarray[Any, np.dtype[np.flo
     return np.frombuffer(base64.b64decode(text), dtype="<f4").reshape(-1, dimensions).copy()
 
 
-@task(name="upsert-and-sweep", **_RETRY, **_PLAIN)
-def upsert_and_sweep(
+@task(name="write-vectors", **_RETRY, **_PLAIN)
+def write_vectors(
     settings: Settings,
-    namespace: str,
+    target: tuple[str, str, str],
     chunks: list[Chunk],
     vectors: np.ndarray[Any, np.dtype[np.float32]],
-    stale: list[str],
+    known: frozenset[str],
 ) -> int:
-    """Write new vectors first, then delete stale ones: a crash never loses content."""
+    """Note the IDs as pending (write-ahead), then write: append what the store cannot hold
+    yet, merge what it may (``known``: committed or pending IDs), so re-runs never duplicate.
+    ``target`` is (namespace, repo_id, branch)."""
+    namespace, repo_id, branch = target
+    rt = runtime(settings)
+    rt.manifests.note_pending(repo_id, branch, [c.id for c in chunks])
+    fresh = [i for i, c in enumerate(chunks) if c.id not in known]
+    again = [i for i, c in enumerate(chunks) if c.id in known]
+    append = getattr(rt.store, "append", rt.store.upsert)  # stores without a fast path merge
+    append(namespace, [chunks[i] for i in fresh], vectors[fresh])
+    rt.store.upsert(namespace, [chunks[i] for i in again], vectors[again])
+    return len(chunks)
+
+
+@task(name="sweep-stale", **_RETRY, **_PLAIN)
+def sweep_stale(settings: Settings, namespace: str, stale: list[str]) -> int:
+    """Delete vectors no longer current (after the new ones are written), then compact."""
     store = runtime(settings).store
-    for start in range(0, len(chunks), 5000):
-        store.upsert(namespace, chunks[start : start + 5000], vectors[start : start + 5000])
     if stale:
         store.delete(namespace, stale)
+    store.optimize(namespace)
     return len(stale)
 
 
