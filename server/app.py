@@ -1,0 +1,189 @@
+"""Build the Tornado application: :func:`make_app` wires the hub, metrics and handlers.
+
+>>> app = make_app(settings, redis_url="unix:///tmp/r.sock")   # doctest: +SKIP
+>>> app.start(); app.listen(3001, address="127.0.0.1")         # doctest: +SKIP
+>>> await app.shutdown()                                      # doctest: +SKIP
+
+Routes are a list so other endpoints (the lead's ``/api/search``) join through
+``extra_routes`` without touching this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+import tornado.httputil
+import tornado.web
+
+from config import Settings
+from server.auth import TokenError, token_secret, verify_token
+from server.handlers import (
+    STATIC_DIR,
+    CacheStatsHandler,
+    DashboardHandler,
+    EventSocket,
+    HealthHandler,
+    MetricsHandler,
+    ReadyHandler,
+)
+from server.hub import Hub
+from server.metrics import ServerMetrics
+from server.protocol import CloseCode
+from server.session import Limits, Session
+from tasks.events import STREAM
+
+MAX_FRAME_BYTES = 64 * 1024
+PING_INTERVAL_S = 25.0
+PING_TIMEOUT_S = 20.0  # Tornado wants it no longer than the interval
+REDIS_POOL = 32
+POOL_WAIT_S = 10.0
+
+
+class AllowedOrigins:
+    """Origins allowed to open a WebSocket besides the server's own (Tornado checks that one):
+    ``CORS_ORIGIN``, comma-separated; ``*`` allows any."""
+
+    def __init__(self, spec: str) -> None:
+        items = {_normalise(part) for part in spec.split(",") if part.strip()}
+        self.any = "*" in items
+        self.origins = frozenset(items - {"*"})
+
+    def allows(self, origin: str) -> bool:
+        return self.any or _normalise(origin) in self.origins
+
+
+def _normalise(origin: str) -> str:
+    origin = origin.strip()
+    if origin == "*":
+        return origin
+    parts = urlsplit(origin.lower())
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+@dataclass
+class ServerContext:
+    """Everything handlers share; one per app, never a class attribute."""
+
+    hub: Hub
+    metrics: ServerMetrics
+    secret: bytes
+    origins: AllowedOrigins
+    limits: Limits
+    client: aioredis.Redis
+    reader: aioredis.Redis
+    redis_timeout_s: float
+    sessions: set[Session] = field(default_factory=set)
+    closing: bool = False
+    _emptied: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def forget(self, session: Session) -> None:
+        if session in self.sessions:
+            self.sessions.discard(session)
+            self.metrics.connections.dec()
+        if not self.sessions:
+            self._emptied.set()
+
+    def authorized(self, request: tornado.httputil.HTTPServerRequest) -> bool:
+        """Any valid token (``?token=`` or ``Authorization: Bearer``) opens the HTTP API."""
+        token = request.query_arguments.get("token", [b""])[0].decode(errors="replace")
+        header = request.headers.get("Authorization", "")
+        if not token and header.lower().startswith("bearer "):
+            token = header[7:].strip()
+        try:
+            verify_token(self.secret, token)
+        except TokenError:
+            return False
+        return True
+
+
+class RealtimeApp(tornado.web.Application):
+    """The Tornado application plus the lifecycle of its hub and connections."""
+
+    def __init__(self, context: ServerContext, routes: list[Any], **settings: Any) -> None:
+        super().__init__(routes, **settings)
+        self.context = context
+
+    def start(self) -> None:
+        """Start following the event stream (call inside the running event loop)."""
+        self.context.hub.start()
+
+    async def shutdown(self, drain_s: float = 5.0) -> None:
+        """Refuse new connections, flush waiting frames, send close frames, wait for peers."""
+        ctx = self.context
+        ctx.closing = True
+        await ctx.hub.stop()
+        sessions = list(ctx.sessions)
+        if sessions:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(s.drain() for s in sessions)), drain_s / 2)
+            ctx._emptied.clear()
+            for session in sessions:
+                session.close(CloseCode.GOING_AWAY, "server shutting down")
+            if ctx.sessions:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ctx._emptied.wait(), drain_s / 2)
+        await ctx.client.aclose()
+        await ctx.reader.aclose()
+
+
+def make_app(
+    settings: Settings,
+    *,
+    redis_url: str,
+    stream: str = STREAM,
+    limits: Limits | None = None,
+    secret: bytes | None = None,
+    extra_routes: Sequence[Any] = (),
+) -> RealtimeApp:
+    """The realtime application for ``settings``, reading events from ``stream`` at
+    ``redis_url``. ``secret`` defaults to :func:`server.auth.token_secret`."""
+    timeout = max(settings.redis_timeout_s, 1.0)
+    # A bounded pool that waits for a free connection: a reconnect storm of thousands of
+    # replays queues for REDIS_POOL connections instead of opening one each (and failing).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        redis_url,
+        max_connections=REDIS_POOL,
+        timeout=POOL_WAIT_S,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+    )
+    client = aioredis.Redis(connection_pool=pool)
+    # The reader blocks in XREAD for up to 2 s; its timeout only catches a silent network.
+    reader = aioredis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=timeout)
+    metrics = ServerMetrics()
+    context = ServerContext(
+        hub=Hub(client, reader, stream, metrics),
+        metrics=metrics,
+        secret=secret if secret is not None else token_secret(settings),
+        origins=AllowedOrigins(settings.cors_origin),
+        limits=limits or Limits(),
+        client=client,
+        reader=reader,
+        redis_timeout_s=settings.redis_timeout_s,
+    )
+    return RealtimeApp(
+        context,
+        [*routes(context), *extra_routes],
+        websocket_max_message_size=MAX_FRAME_BYTES,
+        websocket_ping_interval=PING_INTERVAL_S,
+        websocket_ping_timeout=PING_TIMEOUT_S,
+        static_path=str(STATIC_DIR),
+    )
+
+
+def routes(context: ServerContext) -> list[Any]:
+    deps = {"context": context}
+    return [
+        (r"/", DashboardHandler, deps),
+        (r"/ws", EventSocket, deps),
+        (r"/healthz", HealthHandler, deps),
+        (r"/readyz", ReadyHandler, deps),
+        (r"/metrics", MetricsHandler, deps),
+        (r"/api/cache-stats", CacheStatsHandler, deps),
+    ]

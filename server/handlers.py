@@ -1,0 +1,194 @@
+"""Tornado handlers. Each gets the shared :class:`~server.app.ServerContext` via initialize().
+
+/ws                WebSocket relay (token in ?token=, origin checked)
+/                  the dashboard page (static files under /static/)
+/healthz           200 while the process runs
+/readyz            200 when Redis answers, else 503
+/metrics           Prometheus text
+/api/cache-stats   cache hit/miss counters per namespace (needs a token)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import orjson
+import tornado.iostream
+import tornado.web
+import tornado.websocket
+from prometheus_client import CONTENT_TYPE_LATEST
+from redis.exceptions import RedisError
+
+from server.auth import Grant, TokenError, verify_token
+from server.metrics import read_cache_stats
+from server.session import Session, TransportClosed
+
+if TYPE_CHECKING:
+    from server.app import ServerContext
+
+STATIC_DIR = Path(__file__).parent / "static"
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",  # the page URL carries a token
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
+class _SocketTransport:
+    """The session's Transport: writes ready-made frames to the connection's socket.
+
+    Tornado's ``write_message`` frames each message per connection and wraps every write in
+    a new task; at 1,000 recipients per event that overhead is most of the fan-out. A
+    broadcast instead frames an event once (server frames are unmasked and per-message
+    compression is off, so the bytes are the same for everyone) and each connection sends
+    them: straight to the socket when Tornado has nothing buffered for it (the common case),
+    else through the IOStream, whose future resolves when the socket took them."""
+
+    __slots__ = ("_handler",)
+
+    def __init__(self, handler: tornado.websocket.WebSocketHandler) -> None:
+        self._handler = handler
+
+    def send(self, wire: bytes) -> asyncio.Future[None] | None:
+        connection = self._handler.ws_connection
+        stream = getattr(connection, "stream", None)
+        if connection is None or stream is None or connection.is_closing():
+            raise TransportClosed("connection closed")
+        sent = 0
+        if not getattr(stream, "_write_buffer", True):  # nothing queued: keep byte order
+            try:
+                sent = stream.socket.send(wire)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                raise TransportClosed("connection closed") from None
+            if sent == len(wire):
+                return None
+        try:
+            return cast("asyncio.Future[None]", stream.write(wire[sent:] if sent else wire))
+        except tornado.iostream.StreamClosedError:
+            raise TransportClosed("connection closed") from None
+
+    def close(self, code: int, reason: str) -> None:
+        self._handler.close(code, reason)
+
+
+class EventSocket(tornado.websocket.WebSocketHandler):
+    """``/ws?token=...``: the realtime protocol of :mod:`server.protocol`."""
+
+    context: ServerContext
+    grant: Grant
+    session: Session | None = None
+
+    def initialize(self, context: ServerContext) -> None:
+        self.context = context
+
+    def prepare(self) -> None:
+        """Refuse the upgrade (401) for a missing, forged or expired token."""
+        if self.context.closing:
+            self._refuse(503, "server shutting down")
+            return
+        try:
+            self.grant = verify_token(self.context.secret, self.get_query_argument("token", None))
+        except TokenError as exc:
+            self._refuse(401, str(exc))
+
+    def _refuse(self, status: int, message: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(message + "\n")
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return None  # never compress: _SocketTransport writes pre-framed, uncompressed bytes
+
+    def check_origin(self, origin: str) -> bool:
+        return self.context.origins.allows(origin)
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        ctx = self.context
+        self.session = Session(_SocketTransport(self), self.grant, ctx.hub, ctx.metrics, ctx.limits)
+        ctx.sessions.add(self.session)
+        ctx.metrics.connections.inc()
+
+    async def on_message(self, message: str | bytes) -> None:
+        if self.session is not None:
+            await self.session.handle(message)
+
+    def on_close(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            session.closed()
+            self.context.forget(session)
+
+
+class _PlainHandler(tornado.web.RequestHandler):
+    context: ServerContext
+
+    def initialize(self, context: ServerContext) -> None:
+        self.context = context
+
+    def write_json(self, status: int, payload: Any) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(orjson.dumps(payload))
+
+
+class HealthHandler(_PlainHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain")
+        self.finish("ok\n")
+
+
+class ReadyHandler(_PlainHandler):
+    async def get(self) -> None:
+        try:
+            await asyncio.wait_for(self.context.client.ping(), self.context.redis_timeout_s)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.write_json(503, {"status": "unavailable", "redis": str(exc) or "timeout"})
+            return
+        self.write_json(200, {"status": "ready"})
+
+
+class MetricsHandler(_PlainHandler):
+    async def get(self) -> None:
+        try:
+            stats = await asyncio.wait_for(
+                read_cache_stats(self.context.client), self.context.redis_timeout_s * 4
+            )
+            self.context.metrics.update_cache(stats)
+        except (RedisError, OSError, TimeoutError):
+            pass  # the gauges keep their last values; /readyz tells that Redis is gone
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(self.context.metrics.render())
+
+
+class CacheStatsHandler(_PlainHandler):
+    """``GET /api/cache-stats?token=...``: ``{"ts": ..., "namespaces": {ns: {...}}}``."""
+
+    async def get(self) -> None:
+        if not self.context.authorized(self.request):
+            self.write_json(401, {"error": "a valid token is required"})
+            return
+        try:
+            stats = await asyncio.wait_for(
+                read_cache_stats(self.context.client), self.context.redis_timeout_s * 4
+            )
+        except (RedisError, OSError, TimeoutError):
+            self.write_json(503, {"error": "Redis unreachable"})
+            return
+        self.write_json(200, {"ts": time.time(), "namespaces": stats})
+
+
+class DashboardHandler(_PlainHandler):
+    def get(self) -> None:
+        for name, value in _PAGE_HEADERS.items():
+            self.set_header(name, value)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish((STATIC_DIR / "index.html").read_bytes())

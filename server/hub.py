@@ -1,0 +1,164 @@
+"""The hub: one reader of the event stream per process, fanning events out to local rooms.
+
+Every server process runs one :class:`Hub`, which follows the whole stream with ``XREAD
+BLOCK`` from the newest entry it has seen. That is the horizontal scaling: processes share
+nothing but Redis, and each sees every event. For each entry the hub decodes the event once,
+works out its rooms (:func:`tasks.events.rooms_for`) and, per room with listeners, builds
+the complete WebSocket frame once and hands the same bytes to every session in the room.
+
+If Redis goes away the reader retries with backoff from its last ID, so nothing published
+meanwhile is skipped once Redis is back (as long as the capped stream still holds it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from server.metrics import ServerMetrics
+from server.protocol import (
+    StreamId,
+    coalesce_key,
+    encode_event_frame,
+    parse_stream_id,
+    wire_frame,
+)
+from server.session import Entry, Session
+from tasks.errors import RedisUnavailable
+from tasks.events import rooms_for
+
+log = logging.getLogger(__name__)
+
+_MAX_BACKOFF_S = 5.0
+
+
+class Hub:
+    """Rooms of local sessions, fed by one stream reader task."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        reader: aioredis.Redis,
+        stream: str,
+        metrics: ServerMetrics,
+        *,
+        block_ms: int = 2000,
+        batch: int = 1000,
+    ) -> None:
+        self.stream = stream
+        self._client = client
+        self._reader = reader
+        self._metrics = metrics
+        self._block_ms = block_ms
+        self._batch = batch
+        self._rooms: dict[str, set[Session]] = {}
+        self._cursor: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    @property
+    def cursor(self) -> StreamId | None:
+        """The newest stream ID dispatched (``None`` until Redis was first reached)."""
+        return None if self._cursor is None else parse_stream_id(self._cursor)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # ---- rooms (the session's Source protocol) -------------------------------------------
+
+    def join(self, room: str, session: Session) -> None:
+        self._rooms.setdefault(room, set()).add(session)
+
+    def leave(self, room: str, session: Session) -> None:
+        members = self._rooms.get(room)
+        if members is not None:
+            members.discard(session)
+            if not members:
+                del self._rooms[room]
+
+    def listeners(self, room: str) -> int:
+        return len(self._rooms.get(room, ()))
+
+    async def read_after(self, after: str, count: int) -> list[Entry]:
+        """Stream entries strictly after ``after`` (for replay); raises RedisUnavailable."""
+        try:
+            reply: Any = await self._client.xrange(self.stream, min=f"({after}", count=count)
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable(f"cannot read the event stream: {exc}") from exc
+        return [_entry(raw_id, fields) for raw_id, fields in reply]
+
+    # ---- the reader --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                if self._cursor is None:
+                    self._cursor = await self._newest_id()
+                    self.ready.set()
+                reply: Any = await self._reader.xread(
+                    {self.stream: self._cursor}, count=self._batch, block=self._block_ms
+                )
+            except (RedisError, OSError) as exc:
+                log.warning("event stream unreachable (%s); retrying in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                continue
+            backoff = 0.1
+            for _, entries in reply or []:
+                self.dispatch(entries)
+
+    async def _newest_id(self) -> str:
+        newest: Any = await self._reader.xrevrange(self.stream, count=1)
+        return _text(newest[0][0]) if newest else "0-0"
+
+    def dispatch(self, entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        """Fan stream entries out to the sessions of their rooms (synchronous: no await, so a
+        session's replay handover sees a consistent cursor)."""
+        for raw_id, fields in entries:
+            entry_id, raw, event = _entry(raw_id, fields)
+            self._cursor = entry_id
+            self._metrics.events_read.inc()
+            if event:
+                self._fan_out(entry_id, raw, event)
+
+    def _fan_out(self, entry_id: str, raw: bytes, event: dict[str, Any]) -> None:
+        stream_id: StreamId | None = None
+        for room in rooms_for(event):
+            members = self._rooms.get(room)
+            if not members:
+                continue
+            stream_id = stream_id or parse_stream_id(entry_id)
+            frame = wire_frame(encode_event_frame(room, entry_id, raw))
+            key = coalesce_key(room, event)
+            ts = event.get("ts")
+            for session in tuple(members):
+                session.deliver(room, stream_id, frame, ts, key)
+
+
+def _entry(raw_id: bytes | str, fields: dict[bytes, bytes]) -> Entry:
+    """Decode one entry; a malformed one keeps its ID (cursors must pass it) but no event."""
+    raw = fields.get(b"e", b"")
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        event = None
+    return (_text(raw_id), raw, event) if isinstance(event, dict) else (_text(raw_id), b"", {})
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

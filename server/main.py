@@ -1,0 +1,113 @@
+"""``codeflow serve``: run the realtime server until SIGTERM or Ctrl-C.
+
+Like Jupyter, it prints a dashboard URL carrying a token that grants every room::
+
+    codeflow realtime server: http://127.0.0.1:3001/?token=eyJhbGciOi...
+
+On SIGTERM (or SIGINT) it stops accepting connections, flushes what each client is still
+owed, sends close frames (1001 "going away"), waits briefly for the peers, and returns, so the
+process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from typing import TextIO
+
+import tornado.httpserver
+import tornado.netutil
+
+from config import Settings
+from server.app import RealtimeApp, make_app
+from server.auth import issue_token, token_secret
+from tasks.events import STREAM
+from tasks.redis_server import redis_url_for
+
+log = logging.getLogger(__name__)
+
+DASHBOARD_TOKEN_TTL_S = 7 * 86400
+DRAIN_S = 5.0
+START_WAIT_S = 10.0
+BACKLOG = 2048  # a reconnect storm of thousands of clients must not overflow the accept queue
+
+
+def serve(
+    settings: Settings,
+    *,
+    port: int | None = None,
+    host: str | None = None,
+    stream: str = STREAM,
+    out: TextIO | None = None,
+) -> None:
+    """Serve on ``host:port`` (default: settings' bind address and WEBSOCKET_PORT); blocks.
+
+    ``port=0`` picks a free port; the printed URL shows the one chosen.
+    """
+    redis_url = redis_url_for(settings)
+    asyncio.run(
+        _serve(
+            settings,
+            redis_url=redis_url,
+            port=settings.websocket_port if port is None else port,
+            host=host or settings.bind_address,
+            stream=stream,
+            out=out or sys.stdout,
+        )
+    )
+
+
+async def _serve(
+    settings: Settings, *, redis_url: str, port: int, host: str, stream: str, out: TextIO
+) -> None:
+    secret = token_secret(settings)
+    app = make_app(settings, redis_url=redis_url, stream=stream, secret=secret)
+    app.start()
+    await _until_following(app)
+    sockets = tornado.netutil.bind_sockets(port, address=host, backlog=BACKLOG)
+    server = tornado.httpserver.HTTPServer(app)
+    server.add_sockets(sockets)
+    stop = _stop_event()
+    token = issue_token(secret, ["*"], DASHBOARD_TOKEN_TTL_S)
+    print(
+        f"codeflow realtime server: {dashboard_url(host, _bound_port(sockets), token)}",
+        file=out,
+        flush=True,
+    )
+    await stop.wait()
+    log.info("shutting down: %d connections", len(app.context.sessions))
+    server.stop()
+    await app.shutdown(DRAIN_S)
+    await server.close_all_connections()
+
+
+async def _until_following(app: RealtimeApp) -> None:
+    """Accept clients only once the hub knows where the stream ends: a client subscribing
+    earlier could otherwise miss the first events. Without Redis, start anyway (and say so)."""
+    try:
+        await asyncio.wait_for(app.context.hub.ready.wait(), START_WAIT_S)
+    except TimeoutError:
+        log.warning("Redis unreachable at start; events flow once it is (see /readyz)")
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+def _bound_port(sockets: list[socket.socket]) -> int:
+    return int(sockets[0].getsockname()[1])
+
+
+def dashboard_url(host: str, port: int, token: str) -> str:
+    """The URL a person opens; a wildcard bind address is shown as the loopback one."""
+    shown = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)  # noqa: S104
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/?token={token}"

@@ -1,0 +1,143 @@
+"""Prometheus metrics of one app (its own registry, so several apps share a process) and the
+cache statistics the dashboard charts.
+
+Cache statistics are the hashes ``cf:{<namespace>}:s`` (fields ``hits``, ``misses``, ``sets``)
+that :mod:`tasks.cache` keeps; they are read on demand with SCAN (never KEYS).
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Iterator
+from typing import Any
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_STATS_PATTERN = "cf:{*}:s"
+_MAX_NAMESPACES = 200
+
+CacheStats = dict[str, dict[str, float]]
+
+
+class _DeliveryCollector(Collector):
+    """Frames sent and delivery latency, counted with plain integers on the hot path (one
+    ``bisect`` per frame instead of a locked prometheus-client call: at 10,000 deliveries
+    a second that difference is milliseconds of every broadcast)."""
+
+    def __init__(self) -> None:
+        self.sent = {"event": 0, "replay": 0, "control": 0}
+        self.buckets = [0] * (len(_LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.buckets[bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        sent = CounterMetricFamily("codeflow_ws_messages_sent", "Frames sent", labels=["kind"])
+        for kind, count in self.sent.items():
+            sent.add_metric([kind], count)
+        yield sent
+        cumulative, running = [], 0
+        for bound, count in zip(
+            [*map(floatToGoString, _LATENCY_BUCKETS), "+Inf"], self.buckets, strict=True
+        ):
+            running += count
+            cumulative.append((bound, running))
+        yield HistogramMetricFamily(
+            "codeflow_ws_delivery_latency_seconds",
+            "Event timestamp to frame written, live events only",
+            buckets=cumulative,
+            sum_value=self.latency_sum,
+        )
+
+
+class ServerMetrics:
+    """Connections, messages, delivery latency, slow consumers and cache hit rates."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.connections = Gauge(
+            "codeflow_ws_connections", "Open WebSocket connections", registry=r
+        )
+        self._deliveries = _DeliveryCollector()
+        r.register(self._deliveries)
+        self.slow_consumers = Counter(
+            "codeflow_ws_slow_consumers", "Clients disconnected for a full queue", registry=r
+        )
+        self.coalesced = Counter(
+            "codeflow_ws_progress_coalesced", "Progress frames replaced by newer ones", registry=r
+        )
+        self.events_read = Counter(
+            "codeflow_events_read", "Stream entries read by this process", registry=r
+        )
+        self.cache_hit_rate = Gauge(
+            "codeflow_cache_hit_rate",
+            "Cache hits / lookups per namespace",
+            ["namespace"],
+            registry=r,
+        )
+
+    def event_sent(self, ts: float | None) -> None:
+        deliveries = self._deliveries
+        deliveries.sent["event"] += 1
+        if isinstance(ts, int | float):
+            deliveries.observe(max(0.0, time.time() - ts))
+
+    def replayed_sent(self) -> None:
+        self._deliveries.sent["replay"] += 1
+
+    def control_sent(self) -> None:
+        self._deliveries.sent["control"] += 1
+
+    def update_cache(self, stats: CacheStats) -> None:
+        for namespace, values in stats.items():
+            self.cache_hit_rate.labels(namespace).set(values["hit_rate"])
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+async def read_cache_stats(client: aioredis.Redis) -> CacheStats:
+    """``{namespace: {hits, misses, sets, hit_rate}}`` for every namespace with statistics."""
+    keys: list[bytes] = []
+    async for key in client.scan_iter(match=_STATS_PATTERN, count=500):
+        keys.append(key)
+        if len(keys) >= _MAX_NAMESPACES:
+            break
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.hgetall(key)
+    replies: list[Any] = await pipe.execute() if keys else []
+    return {_namespace(key): _stats(reply) for key, reply in zip(keys, replies, strict=True)}
+
+
+def _namespace(key: bytes) -> str:
+    text = key.decode(errors="replace")
+    return text[text.find("{") + 1 : text.rfind("}")]
+
+
+def _stats(reply: dict[bytes, bytes]) -> dict[str, float]:
+    values = {k.decode(): _number(v) for k, v in reply.items()}
+    hits, misses = values.get("hits", 0.0), values.get("misses", 0.0)
+    looked = hits + misses
+    return {
+        "hits": hits,
+        "misses": misses,
+        "sets": values.get("sets", 0.0),
+        "hit_rate": hits / looked if looked else 0.0,
+    }
+
+
+def _number(value: bytes) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return 0.0

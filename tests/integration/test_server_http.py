@@ -1,0 +1,102 @@
+"""HTTP endpoints of the realtime server: health, readiness, metrics, cache stats, page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import redis
+import tornado.httpclient
+
+from tests.integration.server_fixtures import (
+    Client,
+    Publisher,
+    live_server,
+    make_settings,
+    run,
+    unique_stream,
+)
+from tests.redis_support import RedisProcess
+
+
+async def fetch(url: str, **kwargs: object) -> tornado.httpclient.HTTPResponse:
+    client = tornado.httpclient.AsyncHTTPClient()
+    return await client.fetch(url, raise_error=False, **kwargs)
+
+
+def test_health_ready_and_metrics(tmp_path: Path, redis_url: str, namespace: str) -> None:
+    stream = unique_stream()
+    redis.Redis.from_url(redis_url).hset(
+        f"cf:{{{namespace}}}:s", mapping={"hits": 30, "misses": 10, "sets": 10}
+    )
+
+    async def scenario() -> None:
+        publisher = Publisher(redis_url, stream)
+        async with live_server(make_settings(tmp_path), redis_url, stream) as server:
+            assert (await fetch(server.url("/healthz"))).code == 200
+            ready = await fetch(server.url("/readyz"))
+            assert ready.code == 200 and orjson.loads(ready.body) == {"status": "ready"}
+            client = await Client.connect(server.ws_url(server.token("runs")))
+            await client.subscribe("runs")
+            await publisher.state("r", "Running")
+            await client.events(1)
+            text = (await fetch(server.url("/metrics"))).body.decode()
+            assert "codeflow_ws_connections 1.0" in text
+            assert 'codeflow_ws_messages_sent_total{kind="event"} 1.0' in text
+            assert "codeflow_ws_delivery_latency_seconds_count 1.0" in text
+            assert f'codeflow_cache_hit_rate{{namespace="{namespace}"}} 0.75' in text
+        await publisher.close()
+
+    run(scenario())
+
+
+def test_cache_stats_api_needs_a_token(tmp_path: Path, redis_url: str, namespace: str) -> None:
+    redis.Redis.from_url(redis_url).hset(f"cf:{{{namespace}}}:s", mapping={"hits": 1, "misses": 3})
+
+    async def scenario() -> None:
+        async with live_server(make_settings(tmp_path), redis_url, unique_stream()) as server:
+            assert (await fetch(server.url("/api/cache-stats"))).code == 401
+            token = server.token("runs")
+            reply = await fetch(server.url(f"/api/cache-stats?token={token}"))
+            assert reply.code == 200
+            stats = orjson.loads(reply.body)["namespaces"][namespace]
+            assert stats == {"hits": 1, "misses": 3, "sets": 0, "hit_rate": 0.25}
+            bearer = await fetch(
+                server.url("/api/cache-stats"), headers={"Authorization": f"Bearer {token}"}
+            )
+            assert bearer.code == 200
+
+    run(scenario())
+
+
+def test_readyz_is_503_when_redis_is_gone(tmp_path: Path) -> None:
+    redis_server = RedisProcess(tmp_path / "redis").start()
+
+    async def scenario() -> None:
+        settings = make_settings(tmp_path)
+        async with live_server(settings, redis_server.url, unique_stream()) as server:
+            assert (await fetch(server.url("/readyz"))).code == 200
+            redis_server.kill()
+            reply = await fetch(server.url("/readyz"))
+            assert reply.code == 503
+            assert (await fetch(server.url("/healthz"))).code == 200
+            assert (await fetch(server.url("/metrics"))).code == 200
+
+    try:
+        run(scenario())
+    finally:
+        redis_server.stop()
+
+
+def test_dashboard_page_and_assets_are_served(tmp_path: Path, redis_url: str) -> None:
+    async def scenario() -> None:
+        async with live_server(make_settings(tmp_path), redis_url, unique_stream()) as server:
+            page = await fetch(server.url("/"))
+            assert page.code == 200
+            assert b"codeflow" in page.body
+            assert "connect-src 'self'" in page.headers["Content-Security-Policy"]
+            assert page.headers["Referrer-Policy"] == "no-referrer"
+            for asset in ("/static/app.js", "/static/style.css"):
+                assert (await fetch(server.url(asset))).code == 200, asset
+
+    run(scenario())
