@@ -90,15 +90,19 @@ def vectorize_repository(
     remember_repo(run_id, fp.repo_id)
     base = {"flow_run_id": run_id, "flow_name": "vectorize_repository", "repo_id": fp.repo_id}
     reporter = Reporter(rt, {**base, "trace_id": trace_id})
-    warm = threading.Thread(target=_warm_up, args=(settings, rt), daemon=True)
-    warm.start()  # imports and model load overlap with change detection and chunking
-    previous, changes = detect_changes(settings, fp, label, full)
+    embedder_id = _embedder_id(rt)
+    previous, changes = detect_changes(settings, fp, label, full, embedder_id)
+    warm = threading.Thread(target=_warm_up, args=(settings, rt, changes), daemon=True)
+    warm.start()  # the model load and the store opening overlap with chunking
     stream = Stream(settings, rt, reporter, (namespace, fp.repo_id, label))
     stream.submit_loads(fp.root, changes.to_load)
     warm.join()
     stored = rt.store.ids(namespace) if previous is None else set()
     loaded = stream.run(_known(previous, stored))
-    manifest = next_manifest(previous, _base_manifest(fp, label, rt), changes, fp.files, loaded)
+    base_manifest = IndexManifest(
+        repo_id=fp.repo_id, branch=label, root=fp.root, commit=fp.head, embedder=embedder_id
+    )
+    manifest = next_manifest(previous, base_manifest, changes, fp.files, loaded)
     current = {i for ids in manifest.chunks.values() for i in ids}
     stale = stale_ids(previous, changes, current, stored)
     sweep_stale(settings, namespace, stale)
@@ -119,11 +123,22 @@ def _branch_label(fp: Fingerprint, branch: str | None) -> str:
     return current
 
 
-def _warm_up(settings: Settings, rt: Runtime) -> None:
-    """Load the model, open the store and register the result storage off the critical path."""
-    rt.embedder.id  # noqa: B018 - loads the model
+def _warm_up(settings: Settings, rt: Runtime, changes: Changes) -> None:
+    """Load the model, open the store and register the result storage off the critical path
+    (a run with nothing to load needs none of them)."""
     rt.store  # noqa: B018 - opens LanceDB
-    cached_embed_batch(rt.results_url(), settings.cache_ttl_seconds)
+    if changes.to_load:
+        rt.embedder.id  # noqa: B018 - loads the model
+        cached_embed_batch(rt.results_url(), settings.cache_ttl_seconds)
+
+
+def _embedder_id(rt: Runtime) -> str:
+    """The embedder's id without loading a local model a no-op run would never use."""
+    if rt.settings.embedder == "local":
+        from tasks.embedders import local_embedder_id
+
+        return local_embedder_id(rt.settings.embedding_dimensions)
+    return rt.embedder.id
 
 
 def _known(previous: IndexManifest | None, stored: set[str]) -> frozenset[str]:
@@ -134,12 +149,6 @@ def _known(previous: IndexManifest | None, stored: set[str]) -> frozenset[str]:
         for ids in previous.chunks.values():
             known.update(ids)
     return frozenset(known)
-
-
-def _base_manifest(fp: Fingerprint, label: str, rt: Runtime) -> IndexManifest:
-    return IndexManifest(
-        repo_id=fp.repo_id, branch=label, root=fp.root, commit=fp.head, embedder=rt.embedder.id
-    )
 
 
 @dataclass

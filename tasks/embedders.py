@@ -90,6 +90,11 @@ def _load_wordllama(trunc_dim: int | None) -> Any:
         ) from exc
 
 
+def local_embedder_id(dimensions: int) -> str:
+    """The id :class:`LocalEmbedder` reports, known without loading the model."""
+    return f"wordllama:{_LOCAL_CONFIG}:{dimensions}"
+
+
 class LocalEmbedder:
     """WordLlama ``l2_supercat``, offline, CPU only; ~3 MB/s (~2,200 chunks/s) on 2 cores.
 
@@ -117,7 +122,7 @@ class LocalEmbedder:
 
     @property
     def id(self) -> str:
-        return f"wordllama:{_LOCAL_CONFIG}:{self._dimensions}"
+        return local_embedder_id(self._dimensions)
 
     @property
     def dimensions(self) -> int:

@@ -44,11 +44,10 @@ def fingerprint_repository(path: str) -> Fingerprint:
 
 @task(name="detect-changes", **_PLAIN)
 def detect_changes(
-    settings: Settings, fingerprint: Fingerprint, branch: str, full: bool
+    settings: Settings, fingerprint: Fingerprint, branch: str, full: bool, embedder_id: str
 ) -> tuple[IndexManifest | None, Changes]:
-    rt = runtime(settings)
-    previous = rt.manifests.load(fingerprint.repo_id, branch)
-    stale_embedder = previous is not None and previous.embedder != rt.embedder.id
+    previous = runtime(settings).manifests.load(fingerprint.repo_id, branch)
+    stale_embedder = previous is not None and previous.embedder != embedder_id
     changes = diff_manifests(
         previous.files if previous else None,
         fingerprint.files,
