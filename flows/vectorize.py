@@ -105,7 +105,8 @@ def vectorize_repository(
     manifest = next_manifest(previous, base_manifest, changes, fp.files, loaded)
     current = {i for ids in manifest.chunks.values() for i in ids}
     stale = stale_ids(previous, changes, current, stored)
-    sweep_stale(settings, namespace, stale)
+    if stale or loaded.chunks:
+        sweep_stale(settings, namespace, stale)
     commit_index(settings, manifest, namespace)
     summary = _summary(fp, changes, manifest, stream, stale=stale, started=started)
     summary["flow_run_id"] = run_id
