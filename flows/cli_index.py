@@ -58,6 +58,9 @@ def run_index(args: argparse.Namespace, settings: Settings) -> int:
         root, label = str(repo.root), repo.branch_label()
     if args.branch and args.branch != label:
         raise ConfigError(f"branch {args.branch!r} is not checked out at {root} (HEAD: {label})")
+    from tasks.backends import check_backends
+
+    check_backends(runtime(settings))  # keys, model, dimensions: one line before any work
     from config.prefect_env import apply_prefect_environment
 
     apply_prefect_environment(settings)

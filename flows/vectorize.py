@@ -27,6 +27,7 @@ import tasks.embedders
 import tasks.lance_store  # noqa: F401 - not inside a run (LanceDB alone takes ~1-3 s)
 from config import Settings, load_settings
 from tasks.changes import Changes
+from tasks.embedding_usage import EmbeddingUsage, usage_of
 from tasks.errors import ConfigError
 from tasks.events import make_event
 from tasks.gitrepo import Fingerprint
@@ -92,11 +93,12 @@ def vectorize_repository(
     reporter = Reporter(rt, {**base, "trace_id": trace_id})
     embedder_id = _embedder_id(rt)
     previous, changes = detect_changes(settings, fp, label, full, embedder_id)
-    warm = threading.Thread(target=_warm_up, args=(settings, rt, changes), daemon=True)
+    warm = _WarmUp(settings, rt, changes)
     warm.start()  # the model load and the store opening overlap with chunking
     stream = Stream(settings, rt, reporter, (namespace, fp.repo_id, label))
     stream.submit_loads(fp.root, changes.to_load)
     warm.join()
+    before = usage_of(rt.embedder) if changes.to_load else EmbeddingUsage()
     stored = rt.store.ids(namespace) if previous is None else set()
     loaded = stream.run(_known(previous, stored))
     base_manifest = IndexManifest(
@@ -110,6 +112,8 @@ def vectorize_repository(
     commit_index(settings, manifest, namespace)
     summary = _summary(fp, changes, manifest, stream, stale=stale, started=started)
     summary["flow_run_id"] = run_id
+    if changes.to_load:
+        summary.update(usage_of(rt.embedder).minus(before).as_summary())
     reporter.summary(summary)
     return summary
 
@@ -124,13 +128,28 @@ def _branch_label(fp: Fingerprint, branch: str | None) -> str:
     return current
 
 
-def _warm_up(settings: Settings, rt: Runtime, changes: Changes) -> None:
+class _WarmUp(threading.Thread):
     """Load the model, open the store and register the result storage off the critical path
-    (a run with nothing to load needs none of them)."""
-    rt.store  # noqa: B018 - opens LanceDB
-    if changes.to_load:
-        rt.embedder.id  # noqa: B018 - loads the model
-        cached_embed_batch(rt.results_url(), settings.cache_ttl_seconds)
+    (a run with nothing to load needs no model); an error is re-raised by :meth:`join`."""
+
+    def __init__(self, settings: Settings, rt: Runtime, changes: Changes) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.rt, self.changes = settings, rt, changes
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.rt.store  # noqa: B018 - opens the store
+            if self.changes.to_load:
+                self.rt.embedder.id  # noqa: B018 - loads the model
+                cached_embed_batch(self.rt.results_url(), self.settings.cache_ttl_seconds)
+        except BaseException as exc:  # handed to the flow's thread by join()
+            self.error = exc
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.error is not None:
+            raise self.error
 
 
 def _embedder_id(rt: Runtime) -> str:

@@ -18,6 +18,7 @@ An event is a flat JSON object with at least ``kind`` and ``ts`` (seconds since 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -56,7 +57,7 @@ STATES = frozenset(
         "Late",
     }
 )
-_SECRET_WORDS = ("secret", "password", "token", "api_key", "apikey", "authorization")
+_SECRET_NAME = re.compile(r"secret|password|passwd|api_?key|authorization|credential|(^|_)token$")
 _OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 Event = dict[str, Any]
@@ -70,7 +71,7 @@ def make_event(kind: str, **fields: Any) -> Event:
     if state is not None and state not in STATES:
         raise ValueError(f"unknown state {state!r}")
     for name in fields:
-        if any(word in name.lower() for word in _SECRET_WORDS):
+        if _SECRET_NAME.search(name.lower()):
             raise ValueError(f"event field {name!r} looks like a secret; events are public")
     event: Event = {"kind": kind, "ts": fields.pop("ts", None) or time.time()}
     event.update((k, v) for k, v in fields.items() if v is not None)

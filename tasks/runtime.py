@@ -11,7 +11,6 @@ import redis
 
 from config import Settings
 from tasks.cache import RedisCache
-from tasks.errors import ConfigError
 from tasks.events import EventBus
 from tasks.manifests import ManifestStore
 from tasks.redis_server import connect, redis_url_for
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
     from tasks.embedders import Embedder
     from tasks.embedding_cache import EmbeddingCache
     from tasks.lance_store import LanceStore
+    from tasks.pinecone_store import PineconeStore
 
 RESULTS_DB = 1  # Prefect task results get their own Redis database index
 
@@ -36,19 +36,15 @@ class Runtime:
 
     @functools.cached_property
     def embedder(self) -> Embedder:
-        if self.settings.embedder != "local":
-            raise ConfigError(f"CODEFLOW_EMBEDDER={self.settings.embedder} is not available yet")
-        from tasks.embedders import LocalEmbedder
+        from tasks.backends import build_embedder
 
-        return LocalEmbedder(dimensions=self.settings.embedding_dimensions)
+        return build_embedder(self.settings)
 
     @functools.cached_property
-    def store(self) -> LanceStore:
-        if self.settings.store != "lancedb":
-            raise ConfigError(f"CODEFLOW_STORE={self.settings.store} is not available yet")
-        from tasks.lance_store import LanceStore
+    def store(self) -> LanceStore | PineconeStore:
+        from tasks.backends import build_store
 
-        return LanceStore(self.settings.home / "lancedb", self.settings.embedding_dimensions)
+        return build_store(self.settings)
 
     @functools.cached_property
     def embeddings(self) -> EmbeddingCache:

@@ -43,8 +43,10 @@ def test_event_shape_and_rooms() -> None:
         make_event("nonsense")
     with pytest.raises(ValueError, match="unknown state"):
         make_event("flow_run.state", state="Exploded")
-    with pytest.raises(ValueError, match="secret"):
-        make_event("progress", api_key="sk-123")
+    for name in ("api_key", "OPENAI_API_KEY", "token", "auth_token", "password"):
+        with pytest.raises(ValueError, match="secret"):
+            make_event("progress", **{name: "sk-123"})
+    assert make_event("index.summary", embedding_tokens=12)["embedding_tokens"] == 12
 
 
 def test_publish_during_outage_drops_and_counts(private_redis: RedisProcess) -> None:

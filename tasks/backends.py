@@ -1,0 +1,93 @@
+"""Build the embedder and the vector store that Settings choose.
+
+``local`` + ``lancedb`` need nothing; ``openai`` and ``pinecone`` need their keys, and are
+checked before any work starts: a missing key, an unknown model, a width the model cannot
+make or an index of another dimension raise :class:`~tasks.errors.ConfigError` /
+:class:`~tasks.errors.VectorStoreError` with one line naming what to change. Heavy client
+libraries are imported only when chosen.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from config import Settings
+from tasks.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tasks.embedders import Embedder
+    from tasks.lance_store import LanceStore
+    from tasks.pinecone_store import PineconeStore
+
+
+def embedding_dimensions(settings: Settings) -> int:
+    """The width of the chosen embedder's vectors, known without building it."""
+    if settings.embedder == "openai":
+        from tasks.openai_embedder import resolve_dimensions
+
+        return resolve_dimensions(settings.openai_model, settings.openai_dimensions)
+    return settings.embedding_dimensions
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    if settings.embedder == "openai":
+        from tasks.openai_embedder import OpenAIEmbedder
+
+        key = settings.openai_api_key
+        embedder = OpenAIEmbedder(
+            api_key=key.get_secret_value() if key else "",
+            model=settings.openai_model,
+            dimensions=settings.openai_dimensions,
+            base_url=settings.openai_base_url,
+            rpm=settings.openai_rpm,
+            tpm=settings.openai_tpm,
+            max_retries=settings.openai_max_retries,
+            timeout_s=settings.openai_timeout_s,
+            long_inputs=settings.openai_long_inputs,
+        )
+        if settings.openai_check:
+            embedder.check()
+        return embedder
+    from tasks.embedders import LocalEmbedder
+
+    return LocalEmbedder(dimensions=settings.embedding_dimensions)
+
+
+def build_store(settings: Settings) -> LanceStore | PineconeStore:
+    dimensions = embedding_dimensions(settings)
+    if settings.store == "pinecone":
+        from tasks.pinecone_store import PineconeStore
+
+        key = settings.pinecone_api_key
+        store = PineconeStore(
+            api_key=key.get_secret_value() if key else "",
+            dimensions=dimensions,
+            catalog_dir=settings.pinecone_catalog or settings.home / "pinecone-catalog",
+            index_name=settings.pinecone_index,
+            host=settings.pinecone_host,
+            controller_host=settings.pinecone_controller_host,
+            timeout_s=settings.pinecone_timeout_s,
+        )
+        store.check()
+        return store
+    from tasks.lance_store import LanceStore
+
+    return LanceStore(settings.home / "lancedb", dimensions)
+
+
+class _HasBackends(Protocol):
+    @property
+    def embedder(self) -> Embedder: ...
+
+    @property
+    def store(self) -> LanceStore | PineconeStore: ...
+
+
+def check_backends(rt: _HasBackends) -> None:
+    """Build the run's embedder and store now (they are cached on ``rt``), so that a missing
+    key, an unknown model or a dimension mismatch fails in one line before a flow starts."""
+    if rt.embedder.dimensions != rt.store.dimensions:
+        raise ConfigError(
+            f"{rt.embedder.id} makes {rt.embedder.dimensions}-dim vectors but the store holds "
+            f"{rt.store.dimensions}"
+        )
