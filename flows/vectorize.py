@@ -91,14 +91,11 @@ def vectorize_repository(
     remember_repo(run_id, fp.repo_id)
     base = {"flow_run_id": run_id, "flow_name": "vectorize_repository", "repo_id": fp.repo_id}
     reporter = Reporter(rt, {**base, "trace_id": trace_id})
-    embedder_id = _embedder_id(rt)
+    embedder_id, _ = rt.embedder_identity
     previous, changes = detect_changes(settings, fp, label, full, embedder_id)
-    warm = _WarmUp(settings, rt, changes)
-    warm.start()  # the model load and the store opening overlap with chunking
-    stream = Stream(settings, rt, reporter, (namespace, fp.repo_id, label))
+    warm = _WarmUp(settings, rt) if changes.to_load else None
+    stream = Stream(settings, rt, reporter, (namespace, fp.repo_id, label), warm=warm)
     stream.submit_loads(fp.root, changes.to_load)
-    warm.join()
-    before = usage_of(rt.embedder) if changes.to_load else EmbeddingUsage()
     stored = rt.store.ids(namespace) if previous is None else set()
     loaded = stream.run(_known(previous, stored))
     base_manifest = IndexManifest(
@@ -112,8 +109,8 @@ def vectorize_repository(
     commit_index(settings, manifest, namespace)
     summary = _summary(fp, changes, manifest, stream, stale=stale, started=started)
     summary["flow_run_id"] = run_id
-    if changes.to_load:
-        summary.update(usage_of(rt.embedder).minus(before).as_summary())
+    if warm is not None:
+        summary.update(usage_of(rt.embedder).minus(warm.usage_before).as_summary())
     reporter.summary(summary)
     return summary
 
@@ -129,36 +126,27 @@ def _branch_label(fp: Fingerprint, branch: str | None) -> str:
 
 
 class _WarmUp(threading.Thread):
-    """Load the model, open the store and register the result storage off the critical path
-    (a run with nothing to load needs no model); an error is re-raised by :meth:`join`."""
+    """Load the embedder and register the result storage while files are being chunked;
+    :meth:`ready` waits for it (re-raising its error) before the first embedding."""
 
-    def __init__(self, settings: Settings, rt: Runtime, changes: Changes) -> None:
+    def __init__(self, settings: Settings, rt: Runtime) -> None:
         super().__init__(daemon=True)
-        self.settings, self.rt, self.changes = settings, rt, changes
+        self.settings, self.rt = settings, rt
         self.error: BaseException | None = None
+        self.usage_before = EmbeddingUsage()
+        self.start()
 
     def run(self) -> None:
         try:
-            self.rt.store  # noqa: B018 - opens the store
-            if self.changes.to_load:
-                self.rt.embedder.id  # noqa: B018 - loads the model
-                cached_embed_batch(self.rt.results_url(), self.settings.cache_ttl_seconds)
-        except BaseException as exc:  # handed to the flow's thread by join()
+            self.usage_before = usage_of(self.rt.embedder)  # builds (loads) the embedder
+            cached_embed_batch(self.rt.results_url(), self.settings.cache_ttl_seconds)
+        except BaseException as exc:  # handed to the flow's thread by ready()
             self.error = exc
 
-    def join(self, timeout: float | None = None) -> None:
-        super().join(timeout)
+    def ready(self) -> None:
+        self.join()
         if self.error is not None:
             raise self.error
-
-
-def _embedder_id(rt: Runtime) -> str:
-    """The embedder's id without loading a local model a no-op run would never use."""
-    if rt.settings.embedder == "local":
-        from tasks.embedders import local_embedder_id
-
-        return local_embedder_id(rt.settings.embedding_dimensions)
-    return rt.embedder.id
 
 
 def _known(previous: IndexManifest | None, stored: set[str]) -> frozenset[str]:
@@ -179,6 +167,7 @@ class Stream:
     rt: Runtime
     reporter: Reporter
     target: tuple[str, str, str]  # namespace, repo_id, branch
+    warm: _WarmUp | None = None
     known: frozenset[str] = frozenset()
     loaded: LoadResult = field(default_factory=LoadResult)
     hits: int = 0
@@ -243,6 +232,10 @@ class Stream:
             self._add([*hit_chunks], np.vstack([found[i] for i in sorted(found)]))
             self.hits += len(found)
         misses = [c for i, c in enumerate(chunks) if i not in found]
+        if not misses:
+            return
+        if self.warm is not None:
+            self.warm.ready()
         embed = cached_embed_batch(self.rt.results_url(), self.settings.cache_ttl_seconds)
         size = self.settings.embed_batch_size
         for start in range(0, len(misses), size):

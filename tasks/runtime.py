@@ -47,10 +47,20 @@ class Runtime:
         return build_store(self.settings)
 
     @functools.cached_property
+    def embedder_identity(self) -> tuple[str, int]:
+        """(id, dimensions) of the configured embedder; a local model is not loaded for it."""
+        if self.settings.embedder == "local":
+            from tasks.embedders import local_embedder_id
+
+            dimensions = self.settings.embedding_dimensions
+            return local_embedder_id(dimensions), dimensions
+        return self.embedder.id, self.embedder.dimensions
+
+    @functools.cached_property
     def embeddings(self) -> EmbeddingCache:
         from tasks.embedding_cache import EmbeddingCache
 
-        return EmbeddingCache(self.embedding_store, self.embedder.id, self.embedder.dimensions)
+        return EmbeddingCache(self.embedding_store, *self.embedder_identity)
 
     def results_url(self) -> str:
         """Where Prefect keeps task results: the same server, database ``RESULTS_DB``."""
