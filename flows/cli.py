@@ -33,11 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"codeflow {package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    from flows import cli_cache, cli_index, cli_sandbox, cli_serve
+    from flows import cli_cache, cli_index, cli_repo, cli_sandbox, cli_serve
 
     cli_index.register(commands)
     cli_sandbox.register(commands)
     cli_serve.register(commands)
+    cli_repo.register(commands)
     cli_cache.register(commands)
     return parser
 

@@ -64,7 +64,9 @@ def run_index(args: argparse.Namespace, settings: Settings) -> int:
     from config.prefect_env import apply_prefect_environment
 
     apply_prefect_environment(settings)
-    from flows.vectorize import vectorize_repository
+    from flows.sync import vectorize_flow
+
+    vectorize_repository = vectorize_flow(settings)  # threads, or Dask when configured
 
     trace_id = uuid.uuid4().hex
     view = ProgressView(
