@@ -141,6 +141,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(_describe(exc)) from None
 
 
+def with_backends(settings: Settings, embedder: str | None, store: str | None) -> Settings:
+    """``settings`` with the embedder and/or vector store replaced (validated like the
+    environment: ``--embedder``/``--store`` and flow parameters go through here)."""
+    changes = {k: v for k, v in (("embedder", embedder), ("store", store)) if v is not None}
+    if not changes:
+        return settings
+    try:
+        return Settings(**{**dict(settings), **changes})
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
 def _describe(exc: ValidationError) -> str:
     error = exc.errors()[0]
     field = str(error["loc"][0]) if error["loc"] else "?"

@@ -15,7 +15,7 @@ import threading
 import uuid
 from typing import Any
 
-from config import Settings
+from config import Settings, with_backends
 from flows.progress import ProgressView
 from tasks.errors import ConfigError, RepositoryError
 from tasks.gitrepo import GitRepository
@@ -29,17 +29,27 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     index.add_argument("--branch", help="fail unless this branch is checked out")
     index.add_argument("--full", action="store_true", help="ignore the manifest: full scan")
     index.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    _backend_options(index)
     index.set_defaults(handler=run_index)
     search = commands.add_parser("search", help="hybrid code search over an indexed repository")
     search.add_argument("query")
     search.add_argument("--repo", required=True, help="path of the indexed repository")
     search.add_argument("--limit", type=int, default=10, help="results (default 10)")
     search.add_argument("--json", action="store_true", help="print a JSON array")
+    _backend_options(search)
     search.set_defaults(handler=run_search)
     status = commands.add_parser("status", help="what is indexed for a repository")
     status.add_argument("path")
     status.add_argument("--json", action="store_true", help="print one JSON object")
+    _backend_options(status)
     status.set_defaults(handler=run_status)
+
+
+def _backend_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--embedder", choices=["local", "openai"], help="override CODEFLOW_EMBEDDER"
+    )
+    parser.add_argument("--store", choices=["lancedb", "pinecone"], help="override CODEFLOW_STORE")
 
 
 def _manifest(settings: Settings, path: str) -> tuple[IndexManifest, str]:
@@ -54,6 +64,7 @@ def _manifest(settings: Settings, path: str) -> tuple[IndexManifest, str]:
 
 
 def run_index(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_backends(settings, args.embedder, args.store)
     with GitRepository.open(args.path) as repo:  # clear errors before Prefect starts
         root, label = str(repo.root), repo.branch_label()
     if args.branch and args.branch != label:
@@ -75,7 +86,14 @@ def run_index(args: argparse.Namespace, settings: Settings) -> int:
     watcher = threading.Thread(target=view.follow, daemon=True)
     watcher.start()
     try:
-        summary = vectorize_repository(root, branch=args.branch, full=args.full, trace_id=trace_id)
+        summary = vectorize_repository(
+            root,
+            branch=args.branch,
+            full=args.full,
+            trace_id=trace_id,
+            embedder=args.embedder,
+            store=args.store,
+        )
     finally:
         view.stop()
         watcher.join(timeout=2)
@@ -96,18 +114,16 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 
 
 def run_search(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_backends(settings, args.embedder, args.store)
     if not args.query.strip():
         raise ConfigError("the query is empty")
     if not 1 <= args.limit <= 1000:
         raise ConfigError("--limit must be between 1 and 1000")
     _, namespace = _manifest(settings, args.repo)
     rt = runtime(settings)
-    key = (
-        "q:"
-        + hashlib.blake2b(
-            f"{namespace}\0{args.limit}\0{args.query}".encode(), digest_size=20
-        ).hexdigest()
-    )
+    backend = f"{settings.store}\0{rt.embedder_identity[0]}"
+    material = f"{backend}\0{namespace}\0{args.limit}\0{args.query}".encode()
+    key = "q:" + hashlib.blake2b(material, digest_size=20).hexdigest()
     hits = rt.search_cache.get_or_compute(
         key, lambda: _search(rt, args.query, namespace, args.limit), tags=[f"search:{namespace}"]
     )
@@ -147,6 +163,7 @@ def _print_hits(hits: list[dict[str, Any]], as_json: bool) -> None:
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_backends(settings, args.embedder, args.store)
     manifest, namespace = _manifest(settings, args.path)
     reasons: dict[str, int] = {}
     for reason in manifest.skipped.values():

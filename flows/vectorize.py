@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from prefect import flow
@@ -25,7 +25,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 import tasks.embedders
 import tasks.lance_store  # noqa: F401 - not inside a run (LanceDB alone takes ~1-3 s)
-from config import Settings, load_settings
+from config import Settings, load_settings, with_backends
 from tasks.changes import Changes
 from tasks.embedding_usage import EmbeddingUsage, usage_of
 from tasks.errors import ConfigError
@@ -78,11 +78,20 @@ class Reporter:
 
 @flow(name="vectorize_repository", task_runner=TASK_RUNNER, **FLOW_HOOKS)
 def vectorize_repository(
-    path: str, branch: str | None = None, full: bool = False, trace_id: str | None = None
+    path: str,
+    *,
+    branch: str | None = None,
+    full: bool = False,
+    trace_id: str | None = None,
+    embedder: Literal["local", "openai"] | None = None,
+    store: Literal["lancedb", "pinecone"] | None = None,
 ) -> dict[str, Any]:
-    """Index the git repository at ``path`` incrementally; returns the run summary."""
+    """Index the git repository at ``path`` incrementally; returns the run summary.
+
+    ``embedder``/``store`` override CODEFLOW_EMBEDDER/CODEFLOW_STORE for this run.
+    """
     started = time.perf_counter()
-    settings = load_settings()
+    settings = with_backends(load_settings(), embedder, store)
     rt = runtime(settings)
     fp = fingerprint_repository(path)
     label = _branch_label(fp, branch)

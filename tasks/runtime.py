@@ -83,7 +83,8 @@ def runtime(settings: Settings) -> Runtime:
         search_cache=cache("search"),
         sandbox_cache=cache("sandbox"),
         embedding_store=cache("embeddings"),
-        manifests=ManifestStore(settings.home / "manifests"),
+        # One set of manifests per kind of vector store: each holds its own vectors.
+        manifests=ManifestStore(settings.home / "manifests" / settings.store),
     )
 
 

@@ -407,7 +407,7 @@ def test_a_short_interval_schedule_fires_at_least_twice(stack: Stack, tmp_path: 
     starts = sorted(r.expected_start_time for r in runs)
     assert (starts[1] - starts[0]).total_seconds() >= 5
     clone = stack.home / "repos" / entry.name
-    manifest = ManifestStore(stack.home / "manifests")
+    manifest = ManifestStore(stack.home / "manifests" / "lancedb")
     from tasks.gitrepo import GitRepository
 
     with GitRepository.open(clone) as opened:

@@ -155,3 +155,28 @@ def test_configuration_errors_come_first_in_one_line(tmp_path: Path, make_backen
         assert OPENAI_KEY not in text and PINECONE_KEY not in text and "wrong" not in text
         assert backends.pinecone.requests_to("/vectors/upsert") == []
         assert all(e.outcome != "ok" for e in backends.openai.requests_to("/v1/embeddings")[1:])
+
+
+def test_backends_chosen_by_command_line_flags(tmp_path: Path, make_backends: object) -> None:
+    """`--embedder openai --store pinecone` with CODEFLOW_EMBEDDER/STORE at their defaults; the
+    local-backend manifest and the Pinecone one are kept apart."""
+    backends = make_backends(CODEFLOW_EMBEDDER="local", CODEFLOW_STORE="lancedb")  # type: ignore[operator]
+    indexer = backends.indexer
+    repo = make_repo(tmp_path / "repo", SOURCES)
+    try:
+        local = indexer.index(repo)
+        flags = ("--embedder", "openai", "--store", "pinecone")
+        remote = indexer.index(repo, *flags)
+        assert remote["full_scan"], "a new store starts from a full scan, not the local manifest"
+        assert remote["chunks_total"] == local["chunks_total"]
+        assert remote["embedding_requests"] >= 1 and remote["embedding_tokens"] > 0
+        code, out, err = indexer.cli("status", str(repo), "--json", "--store", "pinecone")
+        assert code == 0, err
+        stored = sum(
+            len(backends.pinecone.all_ids(ns)) for ns in list(backends.pinecone.namespaces)
+        )
+        assert stored == remote["chunks_total"]
+        code, _, err = indexer.cli("search", "greeting", "--repo", str(repo), "--json", *flags)
+        assert code == 0, err
+    finally:
+        _drop_tenant(indexer.env["REDIS_URL"], indexer.env["CODEFLOW_TENANT"])
