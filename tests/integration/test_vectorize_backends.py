@@ -170,7 +170,7 @@ def test_backends_chosen_by_command_line_flags(tmp_path: Path, make_backends: ob
         assert remote["full_scan"], "a new store starts from a full scan, not the local manifest"
         assert remote["chunks_total"] == local["chunks_total"]
         assert remote["embedding_requests"] >= 1 and remote["embedding_tokens"] > 0
-        code, out, err = indexer.cli("status", str(repo), "--json", "--store", "pinecone")
+        code, _, err = indexer.cli("status", str(repo), "--json", "--store", "pinecone")
         assert code == 0, err
         stored = sum(
             len(backends.pinecone.all_ids(ns)) for ns in list(backends.pinecone.namespaces)
