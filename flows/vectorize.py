@@ -48,7 +48,7 @@ from tasks.vectorize_tasks import (
     write_vectors,
 )
 
-FILES_PER_TASK = 100
+FILES_PER_TASK = 200
 LOAD_WINDOW = 2
 WRITE_BATCH = 4096
 

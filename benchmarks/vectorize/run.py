@@ -1,25 +1,51 @@
 """Vectorize benchmark: cold index vs the embedder's own time over the same text, no-op
 re-index, incremental re-index of 100 changed files, and embedding-cache hits on the next
-commit. Runs the real flow (ephemeral Prefect, embedded Redis, LanceDB, local embedder).
+commit. Runs the real flow (ephemeral Prefect, embedded Redis, LanceDB, local embedder),
+then the peer, LlamaIndex's IngestionPipeline, on the same files with the same embedder.
 
-    .venv/bin/python -m benchmarks.vectorize.run [--source DIR] [--files N]
+    .venv/bin/python -m benchmarks.vectorize.run [--source DIR] [--files N] [--no-peer]
 
 The corpus is copied from DIR (default: the installed ``prefect`` package's Python source)
-into a fresh git repository. Figures are the flow's own ``duration_s`` (inside the flow).
+into a fresh git repository. codeflow's figures are the flow's own ``duration_s`` (inside
+the flow). The peer runs in its own process on a plain copy of the same files, against a
+private redis-server (see ``peer_llamaindex.py`` for its configuration and what its
+durations cover). Its packages are not in any extra, because
+``llama-index-storage-*-redis`` pin ``redis<6`` (codeflow needs redis 8); install them with:
+
+    uv pip install llama-index-core llama-index-vector-stores-lancedb tree-sitter \
+        tree-sitter-python
+    uv pip install --no-deps llama-index-storage-kvstore-redis \
+        llama-index-storage-docstore-redis
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
+import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from tests.git_support import commit_all, git
+
+EDITED_FILES = 100
+PEER_TIMEOUT_S = 600
+PEER_MODULES = (
+    "llama_index.core",
+    "llama_index.vector_stores.lancedb",
+    "llama_index.storage.docstore.redis",
+    "tree_sitter_python",
+)
+ROWS = ("cold index", "no-op re-index", "100 changed files")
 
 
 def build_corpus(source: Path, target: Path, limit: int) -> list[Path]:
@@ -35,65 +61,188 @@ def build_corpus(source: Path, target: Path, limit: int) -> list[Path]:
     return [target / p.relative_to(source) for p in files]
 
 
-def main() -> None:
+def append_helper(path: Path) -> None:
+    """The edit both sides see in the "100 changed files" run."""
+    path.write_text(path.read_text() + "\n\ndef added_helper():\n    return 42\n")
+
+
+def run_codeflow(repo: Path, files: list[Path]) -> dict[str, dict[str, Any]]:
+    from config import load_settings
+    from flows.vectorize import vectorize_repository
+    from tasks.backends import check_backends
+    from tasks.runtime import runtime
+
+    check_backends(runtime(load_settings()))  # as `codeflow index` does before its flow
+    rows = {"cold index": vectorize_repository(str(repo))}
+    rows["no-op re-index"] = vectorize_repository(str(repo))
+    for path in files[:EDITED_FILES]:
+        append_helper(path)
+    commit_all(repo, "edit 100 files")
+    rows["100 changed files"] = vectorize_repository(str(repo))
+    return rows
+
+
+def embedder_seconds(repo: Path, files: list[Path]) -> float:
+    """The embedder alone over codeflow's chunks of ``files``, in batches of 512."""
+    from config import load_settings
+    from tasks.chunking import chunk_files
+    from tasks.runtime import runtime
+
+    embedder = runtime(load_settings()).embedder
+    chunks, _ = chunk_files((str(p.relative_to(repo)), p.read_bytes()) for p in files)
+    start = time.perf_counter()
+    for i in range(0, len(chunks), 512):
+        embedder.embed([c.text for c in chunks[i : i + 512]])
+    return time.perf_counter() - start
+
+
+def run_peer(corpus: Path, edited: list[str], work: Path) -> dict[str, Any]:
+    """LlamaIndex in a child process on ``corpus``, with its own redis-server."""
+    from benchmarks.common import redis_server
+
+    edits = work / "peer-edits.txt"
+    edits.write_text("\n".join(edited))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with redis_server() as url:
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.vectorize.peer_llamaindex", "--corpus",
+             str(corpus), "--redis-url", url, "--lance", str(work / "peer-lance"),
+             "--edits", str(edits)],
+            env=env, capture_output=True, text=True, timeout=PEER_TIMEOUT_S, check=False,
+        )  # fmt: skip
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+        return {"failed": f"exit {done.returncode}: {tail[0]}"}
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def rate(files: int, seconds: float) -> float | str:
+    return round(files / seconds) if files and seconds else "-"
+
+
+def peer_note(row: dict[str, Any]) -> str:
+    """The table's word on a peer run that failed, or half-failed (FIELD-NOTES' traps)."""
+    if "error" in row:
+        return f"failed: {row['error'].split('. ')[0][:72]}"
+    if "delete_error" in row:
+        return f"delete failed: {row['delete_error'].split('. ')[0][:72]}"
+    return ""
+
+
+def build_table(
+    ours: dict[str, dict[str, Any]], peer: dict[str, Any], bounds: dict[str, float]
+) -> pd.DataFrame:
+    table = {}
+    for name in ROWS:
+        r = ours[name]
+        fallback = {"error": peer["failed"]} if "failed" in peer else {}
+        theirs = peer.get("rows", {}).get(name, fallback)
+        seconds = theirs.get("duration_s")
+        files = r["files_changed"]
+        table[name] = {
+            "codeflow s": r["duration_s"],
+            "LlamaIndex s": seconds if seconds is not None else "-",
+            "peer/codeflow": round(seconds / r["duration_s"], 1) if seconds else "-",
+            "embedder alone s": round(bounds.get(name, 0.0), 2),
+            "codeflow files/s": rate(files, r["duration_s"]),
+            "LlamaIndex files/s": rate(files, seconds) if seconds else "-",
+            "codeflow chunks embedded": r["chunks_embedded"],
+            "cache hit %": round(
+                100 * r["cache_hits"] / max(1, r["cache_hits"] + r["chunks_embedded"]), 1
+            ),
+            "LlamaIndex chunks embedded": theirs.get("chunks", "-"),
+            "peer note": peer_note(theirs),
+        }
+    return pd.DataFrame(table).T
+
+
+def peer_status(enabled: bool) -> str | None:
+    """Why the peer is not run, or None when it is."""
+    if not enabled:
+        return "peer: skipped (--no-peer)"
+    try:
+        missing = [name for name in PEER_MODULES if importlib.util.find_spec(name) is None]
+    except ModuleNotFoundError:  # a parent package (llama_index itself) is absent
+        missing = [PEER_MODULES[0]]
+    if missing:
+        return f"peer: not installed (see this module's docstring; missing {', '.join(missing)})"
+    return None
+
+
+def print_report(
+    corpus: str,
+    ours: dict[str, dict[str, Any]],
+    peer: dict[str, Any],
+    bounds: dict[str, float],
+    rss_or_skip: str,
+) -> None:
+    cold = ours["cold index"]
+    print(f"{corpus}, {cold['chunks_total']} chunks (codeflow)")
+    print(build_table(ours, peer, bounds).to_string())
+    print(
+        f"embedder alone over the same chunks: {bounds['cold index']:.2f} s; "
+        f"cold index / embedder bound: {cold['duration_s'] / bounds['cold index']:.2f}x"
+    )
+    if rss_or_skip.startswith("peer:"):
+        print(rss_or_skip)
+        return
+    peer_rss = peer.get("peak_rss_mb", "-")
+    print(f"peak RSS: codeflow process {rss_or_skip} (its 3 flow runs), LlamaIndex {peer_rss} MB")
+    for name, row in peer.get("rows", {}).items():
+        print(f"LlamaIndex {name}: {row.get('rows_stored', '-')} rows in its LanceDB table after")
+        if "error" in row:
+            print(f"  failed: {row['error']}")
+        if "delete_error" in row:
+            print(f"  delete failed: {row['delete_error']}")
+            print("  (timed with the same delete written with a string literal; see peer module)")
+    if "failed" in peer:
+        print(f"peer failed: {peer['failed']}")
+
+
+def parse_args() -> argparse.Namespace:
     import prefect
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--source", type=Path, default=Path(prefect.__file__).parent)
     parser.add_argument("--files", type=int, default=2000)
-    args = parser.parse_args()
+    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
+    return parser.parse_args()
+
+
+def run_all(args: argparse.Namespace, work: Path) -> None:
+    repo, peer_corpus = work / "repo", work / "peer-corpus"
+    repo.mkdir()
+    files = build_corpus(args.source, repo, args.files)
+    shutil.copytree(repo, peer_corpus, ignore=shutil.ignore_patterns(".git"))
+    megabytes = sum(f.stat().st_size for f in files) / 1e6
+    ours = run_codeflow(repo, files)
+    ours_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    bounds = {
+        "cold index": embedder_seconds(repo, files),
+        "100 changed files": embedder_seconds(repo, files[:EDITED_FILES]),
+    }
+    skipped = peer_status(args.peer)
+    edited = [str(p.relative_to(repo)) for p in files[:EDITED_FILES]]
+    peer = {} if skipped else run_peer(peer_corpus, edited, work)
+    corpus = f"corpus: {len(files)} files, {megabytes:.1f} MB"
+    print_report(corpus, ours, peer, bounds, skipped or f"{ours_rss_mb:.0f} MB")
+
+
+def main() -> None:
+    args = parse_args()
     work = Path(tempfile.mkdtemp(prefix="codeflow-vbench-"))
     os.environ["CODEFLOW_HOME"] = str(work / "home")
     from config import load_settings
     from config.prefect_env import apply_prefect_environment
+    from tasks.redis_server import EmbeddedRedis
 
     apply_prefect_environment(load_settings())
-    from flows.vectorize import vectorize_repository
-    from tasks.runtime import runtime
-
-    repo = work / "repo"
-    repo.mkdir()
-    files = build_corpus(args.source, repo, args.files)
-    megabytes = sum(f.stat().st_size for f in files) / 1e6
-    rows = {}
-    cold = vectorize_repository(str(repo))
-    rows["cold index"] = cold
-    rows["no-op re-index"] = vectorize_repository(str(repo))
-    for path in files[:100]:
-        path.write_text(path.read_text() + "\n\ndef added_helper():\n    return 42\n")
-    commit_all(repo, "edit 100 files")
-    rows["100 changed files"] = vectorize_repository(str(repo))
-    embedder = runtime(load_settings()).embedder
-    from tasks.chunking import chunk_files
-
-    chunks, _ = chunk_files((str(p.relative_to(repo)), p.read_bytes()) for p in files)
-    start = time.perf_counter()
-    for i in range(0, len(chunks), 512):
-        embedder.embed([c.text for c in chunks[i : i + 512]])
-    bound = time.perf_counter() - start
-    table = pd.DataFrame(
-        {
-            name: {
-                "duration_s": r["duration_s"],
-                "files_changed": r["files_changed"],
-                "chunks_embedded": r["chunks_embedded"],
-                "cache_hits": r["cache_hits"],
-                "cache hit %": round(
-                    100 * r["cache_hits"] / max(1, r["cache_hits"] + r["chunks_embedded"]), 1
-                ),
-            }
-            for name, r in rows.items()
-        }
-    ).T
-    print(f"corpus: {len(files)} files, {megabytes:.1f} MB, {cold['chunks_total']} chunks")
-    print(table.to_string())
-    print(f"embedder alone over the same chunks: {bound:.2f} s")
-    print(
-        f"cold index / embedder bound: {cold['duration_s'] / bound:.2f}x; "
-        f"{len(files) / cold['duration_s']:.0f} files/s"
-    )
-    print("peer (LlamaIndex IngestionPipeline): not run here; see benchmarks/RESULTS.md")
-    shutil.rmtree(work, ignore_errors=True)
+    try:
+        run_all(args, work)
+    finally:
+        EmbeddedRedis(work / "home" / "redis").shutdown()  # it outlives processes by design
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
