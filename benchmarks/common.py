@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import statistics
 import subprocess
@@ -9,7 +10,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import redis
 
@@ -66,5 +66,4 @@ def redis_server() -> Iterator[str]:
     finally:
         proc.kill()
         proc.wait()
-        for path in Path(workdir).glob("*"):
-            path.unlink()
+        shutil.rmtree(workdir, ignore_errors=True)
