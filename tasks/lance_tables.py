@@ -1,0 +1,284 @@
+"""What every codeflow LanceDB table shares: one table per namespace, rows keyed by chunk
+id, a BTREE index on ``id`` and LanceDB's native full-text (BM25) index over ``tokens``.
+
+:class:`~tasks.lance_store.LanceStore` adds vectors to these rows;
+:class:`~tasks.chunk_catalog.ChunkCatalog` keeps them without vectors beside a remote vector
+store. Both get writes, deletes, id listing, BM25 search and index upkeep from
+:class:`LanceTables`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import pyarrow as pa
+from lancedb.index import FTS, BTree
+
+from tasks.codetokens import code_tokens
+from tasks.errors import ConfigError, VectorStoreError
+from tasks.records import Chunk, SearchHit
+
+ID_BATCH = 1000
+HIT_COLUMNS = ["id", "path", "start_line", "end_line", "text", "symbol", "language"]
+LANCE_ERRORS = (OSError, RuntimeError, ValueError)
+# Auto-optimize once this many rows (or half the indexed rows) sit outside the text index:
+# rarely enough that a cold index run pays for it only a few times.
+_UNINDEXED_ROWS = 20_000
+_ID_INDEX = "id_idx"
+_TEXT_INDEX = "tokens_idx"
+# The tokens are already code-aware and lower-cased: split on whitespace, change nothing.
+_TEXT_INDEX_CONFIG = FTS(
+    base_tokenizer="whitespace",
+    lower_case=False,
+    stem=False,
+    remove_stop_words=False,
+    ascii_folding=False,
+    with_position=False,
+    max_token_length=64,
+)
+CHUNK_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("id", pa.string()),
+    ("path", pa.string()),
+    ("language", pa.string()),
+    ("start_line", pa.int32()),
+    ("end_line", pa.int32()),
+    ("symbol", pa.string()),
+    ("kind", pa.string()),
+    ("text", pa.string()),
+    ("tokens", pa.string()),
+]
+
+
+def table_name(namespace: str) -> str:
+    """A safe, deterministic table name: readable prefix + hash (no two namespaces collide).
+
+    >>> table_name("github.com/acme/app@main")
+    'github.com_acme_app_main-0d2c9d6c4d31'
+    """
+    if not namespace:
+        raise ConfigError("a vector-store namespace must not be empty")
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", namespace).strip("._-")[:80]
+    digest = hashlib.blake2b(namespace.encode("utf-8"), digest_size=6).hexdigest()
+    return f"{readable or 'ns'}-{digest}"
+
+
+def search_tokens(chunk: Chunk) -> str:
+    """The BM25 document of a chunk: its path and symbol count as words of its text."""
+    return " ".join(code_tokens(f"{chunk.path}\n{chunk.symbol or ''}\n{chunk.text}"))
+
+
+def id_predicate(ids: Sequence[str]) -> str:
+    quoted = ",".join("'" + i.replace("'", "''") + "'" for i in ids)
+    return f"id IN ({quoted})"
+
+
+def batches(items: Sequence[str], size: int = ID_BATCH) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def latest_chunks(chunks: Sequence[Chunk]) -> list[int]:
+    """Positions of the chunks to write: duplicate ids keep their last occurrence."""
+    return sorted({chunk.id: i for i, chunk in enumerate(chunks)}.values())
+
+
+def chunk_columns(chunks: Sequence[Chunk]) -> dict[str, list[Any]]:
+    """The columns every table shares, for ``chunks`` in order."""
+    return {
+        "id": [c.id for c in chunks],
+        "path": [c.path for c in chunks],
+        "language": [c.language for c in chunks],
+        "start_line": [c.start_line for c in chunks],
+        "end_line": [c.end_line for c in chunks],
+        "symbol": [c.symbol for c in chunks],
+        "kind": [c.kind for c in chunks],
+        "text": [c.text for c in chunks],
+        "tokens": [search_tokens(c) for c in chunks],
+    }
+
+
+def hit_from_row(row: dict[str, Any], score: float) -> SearchHit:
+    return SearchHit(
+        id=row["id"],
+        path=row["path"],
+        start_line=row["start_line"],
+        end_line=row["end_line"],
+        score=float(score),
+        text=row["text"],
+        symbol=row["symbol"],
+        language=row["language"] or "",
+    )
+
+
+class LanceTables:
+    """One LanceDB database under ``directory`` (a folder or an object-store URI), one table
+    of ``schema`` per namespace. Strong read consistency: a long-lived reader (the HTTP
+    server) sees what another process wrote."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        schema: pa.Schema,
+        *,
+        keep_versions_for: timedelta = timedelta(hours=1),
+    ) -> None:
+        self._schema = schema
+        self._keep_versions_for = keep_versions_for
+        self._tables: dict[str, Any] = {}
+        try:
+            if "://" not in str(directory):
+                Path(directory).mkdir(parents=True, exist_ok=True)
+            self._db: Any = lancedb.connect(str(directory), read_consistency_interval=timedelta(0))
+        except LANCE_ERRORS as exc:
+            raise VectorStoreError(f"cannot open LanceDB at {directory}: {exc}") from exc
+
+    # ---- tables -------------------------------------------------------------------------
+
+    def _opened(self, table: Any, namespace: str) -> None:
+        """Hook: check a table just opened from disk (subclasses verify their schema)."""
+
+    def _open(self, namespace: str) -> Any | None:
+        """The namespace's table, or None if nothing was ever written to it."""
+        name = table_name(namespace)
+        if name in self._tables:
+            return self._tables[name]
+        try:
+            table = self._db.open_table(name)
+        except (ValueError, FileNotFoundError):
+            return None
+        self._opened(table, namespace)
+        self._tables[name] = table
+        return table
+
+    def _create(self, namespace: str, rows: pa.Table | None = None) -> Any:
+        """A new table for ``namespace``, empty or holding ``rows``."""
+        name = table_name(namespace)
+        if rows is None:
+            table = self._db.create_table(name, schema=self._schema, exist_ok=True)
+        else:
+            table = self._db.create_table(name, data=rows, schema=self._schema, exist_ok=True)
+        self._opened(table, namespace)
+        self._tables[name] = table
+        return table
+
+    def _write(self, namespace: str, rows: pa.Table, *, merge: bool) -> None:
+        """Merge ``rows`` by id (idempotent), or append rows whose ids are not stored yet."""
+        try:
+            table = self._open(namespace)
+            if table is None and not merge:
+                table = self._create(namespace, rows)
+            else:
+                table = table if table is not None else self._create(namespace)
+                if merge:
+                    builder = table.merge_insert("id")
+                    builder.when_matched_update_all().when_not_matched_insert_all().execute(rows)
+                else:
+                    table.add(rows)
+            self._maintain_indexes(table)
+        except LANCE_ERRORS as exc:
+            raise VectorStoreError(f"writing to {namespace!r} failed: {exc}") from exc
+
+    def delete(self, namespace: str, ids: Sequence[str]) -> None:
+        """Delete rows by id, ``ID_BATCH`` ids per predicate; unknown ids are ignored."""
+        table = self._open(namespace)
+        if table is None or not ids:
+            return
+        try:
+            for batch in batches(list(dict.fromkeys(ids))):
+                table.delete(id_predicate(batch))
+        except LANCE_ERRORS as exc:
+            raise VectorStoreError(f"deleting chunks of {namespace!r} failed: {exc}") from exc
+
+    def drop(self, namespace: str) -> None:
+        """Remove the namespace's table and everything in it (no error if it is absent)."""
+        name = table_name(namespace)
+        self._tables.pop(name, None)
+        try:
+            self._db.drop_table(name, ignore_missing=True)
+        except LANCE_ERRORS as exc:
+            raise VectorStoreError(f"dropping {namespace!r} failed: {exc}") from exc
+
+    # ---- indexes ------------------------------------------------------------------------
+
+    def _maintain_indexes(self, table: Any) -> None:
+        """Create missing indexes; optimize once many rows sit outside the text index."""
+        names = {index.name for index in table.list_indices()}
+        if _ID_INDEX not in names:
+            table.create_index("id", config=BTree(), name=_ID_INDEX)
+        if _TEXT_INDEX not in names:
+            table.create_index("tokens", config=_TEXT_INDEX_CONFIG, name=_TEXT_INDEX)
+            return
+        stats = table.index_stats(_TEXT_INDEX)
+        if stats is not None and stats.num_unindexed_rows > max(
+            _UNINDEXED_ROWS, stats.num_indexed_rows // 2
+        ):
+            table.optimize(cleanup_older_than=self._keep_versions_for)
+
+    def optimize(self, namespace: str) -> None:
+        """Fold new rows into the indexes, compact small files, prune old versions.
+
+        Call it once at the end of an indexing run: each write leaves a small file, and many
+        small files slow every query down.
+        """
+        table = self._open(namespace)
+        if table is None:
+            return
+        try:
+            self._maintain_indexes(table)
+            table.optimize(cleanup_older_than=self._keep_versions_for)
+        except LANCE_ERRORS as exc:
+            raise VectorStoreError(f"optimizing {namespace!r} failed: {exc}") from exc
+
+    # ---- reads --------------------------------------------------------------------------
+
+    def count(self, namespace: str) -> int:
+        table = self._open(namespace)
+        return 0 if table is None else int(table.count_rows())
+
+    def ids(self, namespace: str) -> set[str]:
+        """Every chunk id stored in the namespace (for sweeps and consistency checks)."""
+        table = self._open(namespace)
+        if table is None:
+            return set()
+        column = table.search().select(["id"]).limit(table.count_rows() + 1).to_arrow()["id"]
+        return set(column.to_pylist())
+
+    def rows(self, namespace: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Hit columns of the rows whose ids exist, keyed by id."""
+        table = self._open(namespace)
+        if table is None or not ids:
+            return {}
+        found: dict[str, dict[str, Any]] = {}
+        for batch in batches(list(dict.fromkeys(ids))):
+            rows = (
+                table.search()
+                .where(id_predicate(batch), prefilter=True)
+                .select(HIT_COLUMNS)
+                .limit(len(batch) + 1)
+                .to_arrow()
+            )
+            found.update((row["id"], row) for row in rows.to_pylist())
+        return found
+
+    def text_search(self, namespace: str, query_tokens: list[str], limit: int) -> list[SearchHit]:
+        """BM25 over the ``tokens`` column; ``query_tokens`` come from ``code_tokens``."""
+        table = self._open(namespace)
+        terms = [t for t in dict.fromkeys(query_tokens) if t and not t.isspace()]
+        if table is None or not terms or limit < 1:
+            return []
+        try:
+            rows = (
+                table.search(" ".join(terms), query_type="fts", fts_columns="tokens")
+                .select([*HIT_COLUMNS, "_score"])
+                .limit(limit)
+                .to_arrow()
+            )
+        except LANCE_ERRORS as exc:
+            raise VectorStoreError(f"text search in {namespace!r} failed: {exc}") from exc
+        return [hit_from_row(row, row["_score"]) for row in rows.to_pylist()]
