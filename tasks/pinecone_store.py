@@ -190,6 +190,10 @@ class PineconeStore:
         for batch in upsert_batches(records):
             self._call("upsert", self._index.upsert, vectors=batch, namespace=ns)
 
+    def append(self, namespace: str, chunks: Sequence[Chunk], vectors: NDArray[np.float32]) -> None:
+        """Pinecone upserts are idempotent and cost the same for new ids: no faster path."""
+        self.upsert(namespace, chunks, vectors)
+
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
         unique = list(dict.fromkeys(ids))
         ns = pinecone_namespace(namespace)

@@ -118,8 +118,7 @@ def write_vectors(
     rt.manifests.note_pending(repo_id, branch, [c.id for c in chunks])
     fresh = [i for i, c in enumerate(chunks) if c.id not in known]
     again = [i for i, c in enumerate(chunks) if c.id in known]
-    append = getattr(rt.store, "append", rt.store.upsert)  # stores without a fast path merge
-    append(namespace, [chunks[i] for i in fresh], vectors[fresh])
+    rt.store.append(namespace, [chunks[i] for i in fresh], vectors[fresh])
     rt.store.upsert(namespace, [chunks[i] for i in again], vectors[again])
     return len(chunks)
 

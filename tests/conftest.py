@@ -71,3 +71,24 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def codeflow_env(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """CODEFLOW_HOME in tmp_path, the test Redis, and a cache tenant of this test's own whose
+    keys are removed afterwards. Yields the variables set."""
+    env = {
+        "CODEFLOW_HOME": str(tmp_path / "home"),
+        "REDIS_URL": redis_url,
+        "CODEFLOW_TENANT": "t" + uuid.uuid4().hex[:10],
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    yield env
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"cf:{{{env['CODEFLOW_TENANT']}.*", count=1000))
+    if keys:
+        client.unlink(*keys)
+    client.close()

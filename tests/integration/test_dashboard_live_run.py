@@ -4,12 +4,10 @@ run's state and progress change on the page while the flow runs."""
 from __future__ import annotations
 
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 import flows.vectorize
 from tasks.events import STREAM
@@ -25,16 +23,9 @@ pytestmark = [
 
 
 def test_dashboard_follows_a_real_flow_run(
-    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch, codeflow_env: dict[str, str]
 ) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
-    tenant = "t" + uuid.uuid4().hex[:10]
-    for key, value in {
-        "CODEFLOW_HOME": str(tmp_path / "home"),
-        "REDIS_URL": redis_url,
-        "CODEFLOW_TENANT": tenant,
-    }.items():
-        monkeypatch.setenv(key, value)
     repo = make_repo(
         tmp_path / "repo",
         {f"pkg/m{i}.py": f"def f{i}(x):\n    return x + {i}\n" for i in range(30)},
@@ -85,10 +76,6 @@ def test_dashboard_follows_a_real_flow_run(
         gate.set()
         runner.join(timeout=120)
         server.kill()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"cf:{{{tenant}.*"))
-        if keys:
-            client.unlink(*keys)
     assert result and result[0]["files_total"] == 30
 
 

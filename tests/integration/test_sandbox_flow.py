@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,18 +20,10 @@ pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("prefect_harness", "sa
 
 @pytest.fixture
 def cli(
-    tmp_path: Path,
-    redis_url: str,
+    codeflow_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> Any:
-    tenant = "t" + uuid.uuid4().hex[:10]
-    for key, value in {
-        "CODEFLOW_HOME": str(tmp_path / "home"),
-        "REDIS_URL": redis_url,
-        "CODEFLOW_TENANT": tenant,
-    }.items():
-        monkeypatch.setenv(key, value)
 
     def run(code: str, *args: str) -> tuple[int, dict[str, Any] | None, str]:
         monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(code.encode())))
@@ -41,11 +32,7 @@ def cli(
         out, err = capsys.readouterr()
         return status, json.loads(out) if out.strip() else None, err
 
-    yield run
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"cf:{{{tenant}.*"))
-    if keys:
-        client.unlink(*keys)
+    return run
 
 
 def test_ok_then_cached_then_no_cache(cli: Any, redis_url: str) -> None:
