@@ -1,0 +1,87 @@
+"""PieceTokenizer gives exactly the IDs of WordLlama's own tokenizer, and refuses tokenizers
+for which its piece-splitting would not be exact."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer
+
+from tasks.embedders import LocalEmbedder
+from tasks.piece_tokens import PieceTokenizer
+
+EDGE_CASES = [
+    "",
+    " ",
+    "   ",
+    "x",
+    " leading and trailing ",
+    "\n\n\t\tindented\r\n",
+    "def parse(path: str) -> dict:\n    return json.loads(Path(path).read_text())  # ok\n",
+    "ünïcødé ✓ 漢字 🙂 \x00\x01\ufffd",
+    "\u2581already\u2581 visible\u2581\u2581spaces",
+    "a" * 3000,
+    " ".join(["self"] * 500),
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    return LocalEmbedder()._tokenizer
+
+
+@pytest.fixture(scope="module")
+def pieces(tokenizer: Any) -> PieceTokenizer:
+    found = PieceTokenizer.for_tokenizer(tokenizer)
+    assert found is not None, "WordLlama's tokenizer should qualify"
+    return found
+
+
+def reference(tokenizer: Any, text: str) -> list[int]:
+    ids: list[int] = tokenizer.encode(text, add_special_tokens=False).ids
+    return ids
+
+
+def test_edge_cases_match_the_tokenizer(tokenizer: Any, pieces: PieceTokenizer) -> None:
+    assert pieces.encode_batch(EDGE_CASES) == [reference(tokenizer, t) for t in EDGE_CASES]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=200), max_size=8))
+def test_random_texts_match_the_tokenizer(
+    tokenizer: Any, pieces: PieceTokenizer, texts: list[str]
+) -> None:
+    assert pieces.encode_batch(texts) == [reference(tokenizer, t) for t in texts]
+
+
+def test_memo_that_starts_over_still_answers_exactly(tokenizer: Any) -> None:
+    small = PieceTokenizer(tokenizer.model, max_pieces=3)
+    texts = ["alpha beta gamma delta", "epsilon zeta alpha", "alpha beta gamma delta"]
+    assert small.encode_batch(texts) == [reference(tokenizer, t) for t in texts]
+
+
+def test_a_vocabulary_with_merges_across_spaces_is_refused(tokenizer: Any) -> None:
+    spec = json.loads(tokenizer.to_str())
+    spec["model"]["vocab"]["x\u2581y"] = len(spec["model"]["vocab"])
+    assert PieceTokenizer.for_tokenizer(Tokenizer.from_str(json.dumps(spec))) is None
+
+
+def test_a_tokenizer_with_a_pre_tokenizer_is_refused(tokenizer: Any) -> None:
+    spec = json.loads(tokenizer.to_str())
+    spec["pre_tokenizer"] = {"type": "Whitespace"}
+    assert PieceTokenizer.for_tokenizer(Tokenizer.from_str(json.dumps(spec))) is None
+
+
+def test_local_embedder_equals_wordllamas_own_embed() -> None:
+    """The fast path (pieces, no padding) gives WordLlama's own normalised vectors."""
+    from tasks.embedders import _load_wordllama
+
+    texts = [*EDGE_CASES[1:], "class Cache:\n    def get(self, key): ...\n"]
+    ours = LocalEmbedder().embed(texts)
+    theirs = _load_wordllama(None).embed(texts, norm=True)
+    assert ours.shape == (len(texts), 256)
+    assert abs(ours - theirs).max() < 1e-5
