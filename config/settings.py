@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(2048, ge=1, le=2048)
     embed_concurrency: int = Field(2, ge=1, le=64)
     max_file_bytes: int = Field(1_000_000, ge=1024)
+    cpu_workers: int | None = Field(None, ge=0, le=64)  # None: one per core; 0: in-process
     token_secret: SecretStr | None = None  # signs WebSocket tokens; else a file under home
     bind_address: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"

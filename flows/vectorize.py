@@ -15,13 +15,15 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 from prefect import flow
+from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 import tasks.embedders
 import tasks.lance_store  # noqa: F401 - not inside a run (LanceDB alone takes ~1-3 s)
@@ -47,13 +49,15 @@ from tasks.vectorize_tasks import (
     sweep_stale,
     write_vectors,
 )
+from tasks.worker_pool import PooledLocalEmbedder
 
 FILES_PER_TASK = 200
 LOAD_WINDOW = 2
 WRITE_BATCH = 4096
 
+T = TypeVar("T")
 Vectors = np.ndarray[Any, np.dtype[np.float32]]
-TASK_RUNNER: Any = ThreadPoolTaskRunner(max_workers=2)
+TASK_RUNNER: Any = ThreadPoolTaskRunner(max_workers=4)
 
 
 @dataclass
@@ -101,7 +105,7 @@ def vectorize_repository(
     base = {"flow_run_id": run_id, "flow_name": "vectorize_repository", "repo_id": fp.repo_id}
     reporter = Reporter(rt, {**base, "trace_id": trace_id})
     embedder_id, _ = rt.embedder_identity
-    previous, changes = detect_changes(settings, fp, label, full, embedder_id)
+    previous, changes = detect_changes(settings, opaque(fp), label, full, embedder_id)
     warm = _WarmUp(settings, rt) if changes.to_load else None
     stream = Stream(settings, rt, reporter, (namespace, fp.repo_id, label), warm=warm)
     stream.submit_loads(fp.root, changes.to_load)
@@ -114,14 +118,26 @@ def vectorize_repository(
     current = {i for ids in manifest.chunks.values() for i in ids}
     stale = stale_ids(previous, changes, current, stored)
     if stale or loaded.chunks:
-        sweep_stale(settings, namespace, stale)
-    commit_index(settings, manifest, namespace)
+        sweep_stale(settings, namespace, opaque(stale))
+    commit_index(settings, opaque(manifest), namespace)
     summary = _summary(fp, changes, manifest, stream, stale=stale, started=started)
     summary["flow_run_id"] = run_id
     if warm is not None:
-        summary.update(usage_of(rt.embedder).minus(warm.usage_before).as_summary())
+        summary.update(usage_of(rt.batch_embedder).minus(warm.usage_before).as_summary())
     reporter.summary(summary)
     return summary
+
+
+def opaque(value: T) -> T:
+    """``value`` in Prefect's ``quote``: the task receives ``value`` itself, but Prefect
+    does not walk it looking for futures to track, which on thousands of chunks, texts or
+    manifest entries costs more than the task's own work (measured: ~40% of a cold run).
+    Only under the thread-pool runner: other runners (Dask) ship parameters to other
+    processes, and a ``quote`` does not survive that trip."""
+    context = FlowRunContext.get()
+    if context is not None and isinstance(context.task_runner, ThreadPoolTaskRunner):
+        return cast(T, quote(value))
+    return value
 
 
 def _branch_label(fp: Fingerprint, branch: str | None) -> str:
@@ -143,11 +159,15 @@ class _WarmUp(threading.Thread):
         self.settings, self.rt = settings, rt
         self.error: BaseException | None = None
         self.usage_before = EmbeddingUsage()
+        if rt.embeds_in_workers:  # start the workers loading the model before any chunking
+            embedder = rt.batch_embedder
+            assert isinstance(embedder, PooledLocalEmbedder)
+            embedder.preload()
         self.start()
 
     def run(self) -> None:
         try:
-            self.usage_before = usage_of(self.rt.embedder)  # builds (loads) the embedder
+            self.usage_before = usage_of(self.rt.batch_embedder)  # may load the model
             cached_embed_batch(self.rt.results_url(), self.settings.cache_ttl_seconds)
         except BaseException as exc:  # handed to the flow's thread by ready()
             self.error = exc
@@ -202,7 +222,7 @@ class Stream:
     def _submit_next_load(self) -> None:
         if self._batches:
             batch = self._batches.pop()
-            self._loads.append(load_and_chunk.submit(self.settings, self._root, batch))
+            self._loads.append(load_and_chunk.submit(self.settings, self._root, opaque(batch)))
 
     def _next_load(self) -> LoadResult:
         future = next(as_completed(self._loads))
@@ -235,7 +255,7 @@ class Stream:
         if not chunks:
             return
         self.chunks_seen += len(chunks)
-        found = lookup_embeddings(self.settings, [c.text for c in chunks])
+        found = lookup_embeddings(self.settings, opaque([c.text for c in chunks]))
         if found:
             hit_chunks = [chunks[i] for i in sorted(found)]
             self._add([*hit_chunks], np.vstack([found[i] for i in sorted(found)]))
@@ -249,7 +269,8 @@ class Stream:
         size = self.settings.embed_batch_size
         for start in range(0, len(misses), size):
             group = misses[start : start + size]
-            future = embed.submit(self.settings, self.rt.embedder.id, [c.text for c in group])
+            texts = opaque([c.text for c in group])
+            future = embed.submit(self.settings, self.rt.embedder_identity[0], texts)
             self._pending[future] = group
 
     def _harvest(self, *, block: bool) -> None:
@@ -259,7 +280,7 @@ class Stream:
         finished = as_completed(futures) if block else wait(futures, timeout=0).done
         for future in finished:
             group = self._pending.pop(future)
-            vectors = decode_matrix(future.result(), self.rt.embedder.dimensions)
+            vectors = decode_matrix(future.result(), self.rt.embedder_identity[1])
             self.rt.embeddings.store([c.text for c in group], vectors)
             self._add(group, vectors)
 
@@ -274,7 +295,9 @@ class Stream:
             return
         chunks = [c for part, _ in self._buffer for c in part]
         vectors = np.vstack([v for _, v in self._buffer])
-        write_vectors(self.settings, self.target, chunks, vectors, self.known)
+        write_vectors(
+            self.settings, self.target, opaque(chunks), opaque(vectors), opaque(self.known)
+        )
         self._written += len(chunks)
         self._buffer, self._buffered = [], 0
         total = max(self.chunks_seen, self._written)

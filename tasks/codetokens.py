@@ -21,6 +21,8 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
+from tasks.records import Chunk
+
 # A "word" is a run of identifier characters (Unicode letters and digits included).
 _WORD = re.compile(r"[^\W_]+(?:_+[^\W_]+)*", re.UNICODE)
 # Parts inside one underscore-free piece: acronym before a capitalised word (HTTP|Server),
@@ -90,3 +92,10 @@ def code_tokens(text: str) -> list[str]:
 def unique_tokens(tokens: Iterable[str]) -> list[str]:
     """The distinct tokens in first-seen order (for queries: repeating a term adds nothing)."""
     return list(dict.fromkeys(tokens))
+
+
+def search_document(chunk: Chunk) -> str:
+    """The BM25 document of a chunk: its path and symbol count as words of its text."""
+    if chunk.search_text is not None:
+        return chunk.search_text
+    return " ".join(code_tokens(f"{chunk.path}\n{chunk.symbol or ''}\n{chunk.text}"))

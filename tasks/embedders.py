@@ -17,7 +17,7 @@ embedder with stable output, fast enough for unit tests of code that needs *an* 
 
 from __future__ import annotations
 
-import logging
+import importlib.util
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,35 +60,44 @@ def normalize_rows(matrix: Vectors) -> Vectors:
     return matrix
 
 
-def _load_wordllama(trunc_dim: int | None) -> Any:
-    """Load the packaged model offline, undoing wordllama's import-time logging setup.
+def wordllama_files() -> tuple[Path, Path]:
+    """The weights and tokenizer files inside the installed ``wordllama`` package, found
+    without importing it (its import alone takes ~0.6 s: ``requests``, config parsing)."""
+    spec = importlib.util.find_spec("wordllama")
+    if spec is None or spec.origin is None:
+        raise EmbedderError("the wordllama package is not installed; reinstall codeflow")
+    package = Path(spec.origin).parent
+    return (
+        package / "weights" / f"{_LOCAL_CONFIG}_{_SHIPPED_DIM}.safetensors",
+        package / "tokenizers" / f"{_LOCAL_CONFIG}_tokenizer_config.json",
+    )
 
-    ``wordllama.inference`` calls ``logging.basicConfig(level=INFO)`` when imported, which
-    would make every library's INFO logs appear on the user's terminal.
-    """
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+
+def _load_packaged(dimensions: int) -> tuple[Vectors, Any]:
+    """WordLlama's token-embedding table (its first ``dimensions`` columns, as
+    ``WordLlama.load(trunc_dim=...)`` takes them) and tokenizer, offline."""
+    from safetensors import safe_open
+    from tokenizers import Tokenizer
+
+    weights, tokenizer = wordllama_files()
     try:
-        import wordllama
-        from wordllama import WordLlama
-    finally:
-        for handler in root.handlers[len(handlers) :]:
-            root.removeHandler(handler)
-        root.setLevel(level)
-    package_dir = Path(wordllama.__file__).parent
-    try:
-        return WordLlama.load(
-            _LOCAL_CONFIG,
-            cache_dir=package_dir,
-            dim=_SHIPPED_DIM,
-            trunc_dim=trunc_dim,
-            disable_download=True,
-        )
-    except (FileNotFoundError, ValueError, OSError) as exc:
+        with safe_open(str(weights), framework="np", device="cpu") as tensors:
+            table = tensors.get_tensor("embedding.weight")[:, :dimensions]
+        return np.ascontiguousarray(table, dtype=np.float32), Tokenizer.from_file(str(tokenizer))
+    except Exception as exc:  # safetensors and tokenizers raise their own error types
         raise EmbedderError(
-            f"WordLlama's packaged model could not be loaded from {package_dir} ({exc}); "
-            "reinstall the wordllama wheel"
+            f"WordLlama's packaged model could not be loaded from {weights.parent.parent} "
+            f"({exc}); reinstall the wordllama wheel"
         ) from exc
+
+
+def _encodable(text: str) -> str:
+    """``text`` with lone surrogates (which UTF-8 cannot hold) replaced by ``?``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def local_embedder_id(dimensions: int) -> str:
@@ -115,9 +124,7 @@ class LocalEmbedder:
             )
         if batch_size < 1:
             raise ConfigError(f"embedding batch size must be >= 1, not {batch_size}")
-        model = _load_wordllama(None if dimensions == _SHIPPED_DIM else dimensions)
-        self._table: Vectors = np.ascontiguousarray(model.embedding, dtype=np.float32)
-        self._tokenizer = type(model.tokenizer).from_str(model.tokenizer.to_str())
+        self._table, self._tokenizer = _load_packaged(dimensions)
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
         self._pieces = PieceTokenizer.for_tokenizer(self._tokenizer)
@@ -140,6 +147,7 @@ class LocalEmbedder:
         return normalize_rows(out)
 
     def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        texts = [_encodable(t) for t in texts]
         if self._pieces is not None:
             return self._pieces.encode_batch(texts)
         encodings = self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)

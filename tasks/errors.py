@@ -5,6 +5,7 @@
     ├── CacheKeyError        a cache key, namespace, tag or pattern is malformed
     ├── RedisUnavailable     Redis could not be reached (the cache degrades instead of raising)
     ├── RepositoryError      the path is missing, not a git repository, or has no commits
+    ├── WorkerError          a worker process died mid-request (the flow's task retries)
     ├── EmbedderError        the embedding backend failed after its retries
     ├── VectorStoreError     the vector store failed or disagrees with the embedder
     └── SandboxError         the sandbox infrastructure failed (not the user's code:
@@ -58,3 +59,7 @@ class ImageMissing(SandboxError):
 
 class LimitsNotApplied(SandboxError):
     """The container that ran did not carry every limit that was asked for."""
+
+
+class WorkerError(CodeflowError):
+    """A chunking/embedding worker process died or broke the protocol mid-request."""

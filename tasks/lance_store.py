@@ -46,12 +46,11 @@ from tasks.lance_tables import (
     hit_from_row,
     id_predicate,
     latest_chunks,
-    search_tokens,
     table_name,
 )
 from tasks.records import Chunk, SearchHit
 
-__all__ = ["LanceStore", "search_tokens", "table_name"]
+__all__ = ["LanceStore", "table_name"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ import lancedb
 import pyarrow as pa
 from lancedb.index import FTS, BTree
 
-from tasks.codetokens import code_tokens
+from tasks.codetokens import search_document
 from tasks.errors import ConfigError, VectorStoreError
 from tasks.records import Chunk, SearchHit
 
@@ -68,11 +68,6 @@ def table_name(namespace: str) -> str:
     return f"{readable or 'ns'}-{digest}"
 
 
-def search_tokens(chunk: Chunk) -> str:
-    """The BM25 document of a chunk: its path and symbol count as words of its text."""
-    return " ".join(code_tokens(f"{chunk.path}\n{chunk.symbol or ''}\n{chunk.text}"))
-
-
 def id_predicate(ids: Sequence[str]) -> str:
     quoted = ",".join("'" + i.replace("'", "''") + "'" for i in ids)
     return f"id IN ({quoted})"
@@ -99,7 +94,7 @@ def chunk_columns(chunks: Sequence[Chunk]) -> dict[str, list[Any]]:
         "symbol": [c.symbol for c in chunks],
         "kind": [c.kind for c in chunks],
         "text": [c.text for c in chunks],
-        "tokens": [search_tokens(c) for c in chunks],
+        "tokens": [search_document(c) for c in chunks],
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 ChunkKind = Literal["function", "class", "method", "module", "window"]
@@ -23,6 +23,9 @@ class Chunk:
     text: str
     symbol: str | None = None
     kind: ChunkKind = "window"
+    #: The chunk's BM25 document when whoever made the chunk already built it (the chunk
+    #: workers do, in parallel); :func:`tasks.codetokens.search_document` otherwise.
+    search_text: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def content_hash(self) -> str:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from tasks.embedding_cache import EmbeddingCache
     from tasks.lance_store import LanceStore
     from tasks.pinecone_store import PineconeStore
+    from tasks.worker_pool import WorkerPool
 
 RESULTS_DB = 1  # Prefect task results get their own Redis database index
 
@@ -61,6 +62,28 @@ class Runtime:
         from tasks.embedding_cache import EmbeddingCache
 
         return EmbeddingCache(self.embedding_store, *self.embedder_identity)
+
+    @functools.cached_property
+    def pool(self) -> WorkerPool:
+        """Worker processes for chunking and local embedding (``CODEFLOW_CPU_WORKERS``)."""
+        from tasks.worker_pool import default_workers, worker_pool
+
+        size = self.settings.cpu_workers
+        return worker_pool(default_workers() if size is None else size)
+
+    @property
+    def embeds_in_workers(self) -> bool:
+        return self.settings.embedder == "local" and self.pool.size > 0
+
+    @functools.cached_property
+    def batch_embedder(self) -> Embedder:
+        """The embedder of the flow's embed tasks: the local model runs in the worker
+        processes when there are any (queries keep :attr:`embedder`, in-process)."""
+        if self.embeds_in_workers:
+            from tasks.worker_pool import PooledLocalEmbedder
+
+            return PooledLocalEmbedder(self.pool, self.settings.embedding_dimensions)
+        return self.embedder
 
     def results_url(self) -> str:
         """Where Prefect keeps task results: the same server, database ``RESULTS_DB``."""

@@ -19,7 +19,7 @@ from prefect.tasks import exponential_backoff
 
 from config import Settings
 from tasks.changes import Changes, diff_manifests
-from tasks.chunking import ChunkingPolicy, chunk_files
+from tasks.chunking import ChunkingPolicy
 from tasks.gitrepo import Fingerprint, GitRepository
 from tasks.indexing import LoadResult
 from tasks.manifests import IndexManifest
@@ -60,9 +60,8 @@ def detect_changes(
 def load_and_chunk(settings: Settings, root: str, paths: list[str]) -> LoadResult:
     with GitRepository.open(root) as repo:
         contents, skipped = repo.read_files(paths, max_bytes=settings.max_file_bytes)
-    chunks, skips = chunk_files(
-        contents.items(), ChunkingPolicy(max_file_bytes=settings.max_file_bytes)
-    )
+    policy = ChunkingPolicy(max_file_bytes=settings.max_file_bytes)
+    chunks, skips = runtime(settings).pool.chunk(list(contents.items()), policy)
     skipped.update({s.path: s.reason for s in skips})
     return LoadResult(chunks=chunks, skipped=skipped)
 
@@ -75,7 +74,7 @@ def lookup_embeddings(settings: Settings, texts: list[str]) -> dict[int, Any]:
 @task(name="embed-batch", **_RETRY, **TASK_HOOKS)
 def embed_batch(settings: Settings, embedder_id: str, texts: list[str]) -> str:
     """Embed ``texts``; returns the float32 matrix as base64 (JSON-serialisable, exact)."""
-    vectors = runtime(settings).embedder.embed(texts)
+    vectors = runtime(settings).batch_embedder.embed(texts)
     return base64.b64encode(np.ascontiguousarray(vectors, dtype="<f4").tobytes()).decode()
 
 
@@ -85,7 +84,9 @@ def cached_embed_batch(results_url: str, ttl_s: int) -> Any:
     from prefect_redis import RedisDatabase
     from prefect_redis.locking import RedisLockManager
 
-    RedisDatabase(connection_url=results_url, key_ttl=ttl_s).save(RESULTS_BLOCK, overwrite=True)
+    storage = RedisDatabase(connection_url=results_url, key_ttl=ttl_s)
+    storage.save(RESULTS_BLOCK, overwrite=True)  # saved, so results name it; passed as an
+    # instance, so tasks don't read the block back from the Prefect API on every run
     policy = (INPUTS - "settings") + TASK_SOURCE
     return embed_batch.with_options(
         cache_policy=policy.configure(
@@ -93,7 +94,7 @@ def cached_embed_batch(results_url: str, ttl_s: int) -> Any:
             isolation_level="SERIALIZABLE",
         ),
         persist_result=True,
-        result_storage=f"redis-database/{RESULTS_BLOCK}",
+        result_storage=storage,
         result_serializer="json",
     )
 

@@ -76,12 +76,20 @@ def test_a_tokenizer_with_a_pre_tokenizer_is_refused(tokenizer: Any) -> None:
     assert PieceTokenizer.for_tokenizer(Tokenizer.from_str(json.dumps(spec))) is None
 
 
-def test_local_embedder_equals_wordllamas_own_embed() -> None:
-    """The fast path (pieces, no padding) gives WordLlama's own normalised vectors."""
-    from tasks.embedders import _load_wordllama
+@pytest.mark.parametrize("dimensions", [64, 128, 256])
+def test_local_embedder_equals_wordllamas_own_embed(dimensions: int) -> None:
+    """Loading the packaged files directly and the fast path (pieces, no padding) give
+    WordLlama's own normalised vectors."""
+    from wordllama import WordLlama
 
+    from tasks.embedders import wordllama_files
+
+    package = wordllama_files()[0].parent.parent
+    model = WordLlama.load(
+        "l2_supercat", cache_dir=package, dim=256, disable_download=True,
+        trunc_dim=None if dimensions == 256 else dimensions,
+    )  # fmt: skip
     texts = [*EDGE_CASES[1:], "class Cache:\n    def get(self, key): ...\n"]
-    ours = LocalEmbedder().embed(texts)
-    theirs = _load_wordllama(None).embed(texts, norm=True)
-    assert ours.shape == (len(texts), 256)
-    assert abs(ours - theirs).max() < 1e-5
+    ours = LocalEmbedder(dimensions=dimensions).embed(texts)
+    assert ours.shape == (len(texts), dimensions)
+    assert abs(ours - model.embed(texts, norm=True)).max() < 1e-5
