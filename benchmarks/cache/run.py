@@ -46,9 +46,7 @@ def bench_codeflow(url: str, args: argparse.Namespace) -> dict[str, dict[str, fl
             )
         samples = timed(lambda tag=tag: cache.invalidate_tags([tag]), 1)
         rows[f"invalidate tag ({size:,} keys)"] = summary(samples)
-    rows["hit rate (Zipf workload)"] = {
-        "value": zipf_hit_rate(cache.get, cache.set)
-    }
+    rows["hit rate (Zipf workload)"] = {"value": zipf_hit_rate(cache.get, cache.set)}
     client.flushdb()
     return rows
 
