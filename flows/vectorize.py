@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar, cast
 import numpy as np
 from prefect import flow
 from prefect.context import FlowRunContext
-from prefect.futures import PrefectFuture, as_completed, wait
+from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
@@ -29,11 +29,13 @@ import tasks.embedders
 import tasks.lance_store  # noqa: F401 - not inside a run (LanceDB alone takes ~1-3 s)
 from config import Settings, load_settings, with_backends
 from tasks.changes import Changes
+from tasks.embedders import Embedder
 from tasks.embedding_usage import EmbeddingUsage, usage_of
 from tasks.errors import ConfigError
 from tasks.events import make_event
 from tasks.gitrepo import Fingerprint
 from tasks.indexing import LoadResult, batched, next_manifest, stale_ids
+from tasks.lance_tables import COMPACT_TARGET_ROWS
 from tasks.manifests import IndexManifest, namespace_for
 from tasks.prefect_hooks import FLOW_HOOKS, remember_repo
 from tasks.records import Chunk
@@ -51,9 +53,10 @@ from tasks.vectorize_tasks import (
 )
 from tasks.worker_pool import PooledLocalEmbedder
 
-FILES_PER_TASK = 200
+FILES_PER_TASK = 400
 LOAD_WINDOW = 2
-WRITE_BATCH = 4096
+WRITE_BATCH = COMPACT_TARGET_ROWS  # whole fragments: compaction never rewrites them
+INLINE_FILES = 500  # fewer files to load than this: chunk and embed in-process
 
 T = TypeVar("T")
 Vectors = np.ndarray[Any, np.dtype[np.float32]]
@@ -106,11 +109,13 @@ def vectorize_repository(
     reporter = Reporter(rt, {**base, "trace_id": trace_id})
     embedder_id, _ = rt.embedder_identity
     previous, changes = detect_changes(settings, opaque(fp), label, full, embedder_id)
-    warm = _WarmUp(settings, rt) if changes.to_load else None
+    in_workers = rt.pool.size > 0 and len(changes.to_load) >= INLINE_FILES
+    warm = _WarmUp(settings, rt, in_workers) if changes.to_load else None
     stream = Stream(settings, rt, reporter, (namespace, fp.repo_id, label), warm=warm)
     stream.submit_loads(fp.root, changes.to_load)
     stored = rt.store.ids(namespace) if previous is None else set()
-    loaded = stream.run(_known(previous, stored))
+    unchanged = _committed(previous) if not changes.full_scan else frozenset()
+    loaded = stream.run(_known(previous, stored), unchanged)
     base_manifest = IndexManifest(
         repo_id=fp.repo_id, branch=label, root=fp.root, commit=fp.head, embedder=embedder_id
     )
@@ -119,13 +124,21 @@ def vectorize_repository(
     stale = stale_ids(previous, changes, current, stored)
     if stale or loaded.chunks:
         sweep_stale(settings, namespace, opaque(stale))
-    commit_index(settings, opaque(manifest), namespace)
+    if not _up_to_date(previous, changes, fp):
+        commit_index(settings, opaque(manifest), namespace)
     summary = _summary(fp, changes, manifest, stream, stale=stale, started=started)
     summary["flow_run_id"] = run_id
     if warm is not None:
-        summary.update(usage_of(rt.batch_embedder).minus(warm.usage_before).as_summary())
+        summary.update(usage_of(warm.embedder).minus(warm.usage_before).as_summary())
     reporter.summary(summary)
     return summary
+
+
+def _done(future: PrefectFuture[Any]) -> bool:
+    """Whether the task has finished, without waiting (Prefect's ``wait(timeout=0)`` only
+    reports futures something already waited on)."""
+    wrapped = getattr(future, "wrapped_future", None)
+    return bool(wrapped.done()) if wrapped is not None else future.state.is_final()
 
 
 def opaque(value: T) -> T:
@@ -152,22 +165,30 @@ def _branch_label(fp: Fingerprint, branch: str | None) -> str:
 
 class _WarmUp(threading.Thread):
     """Load the embedder and register the result storage while files are being chunked;
-    :meth:`ready` waits for it (re-raising its error) before the first embedding."""
+    :meth:`ready` waits for it (re-raising its error) before the first embedding.
 
-    def __init__(self, settings: Settings, rt: Runtime) -> None:
+    ``in_workers``: this run chunks and embeds in the worker processes (runs with fewer
+    than ``INLINE_FILES`` files to load do both in-process: starting workers costs more).
+    """
+
+    def __init__(self, settings: Settings, rt: Runtime, in_workers: bool) -> None:
         super().__init__(daemon=True)
-        self.settings, self.rt = settings, rt
+        self.settings, self.rt, self.in_workers = settings, rt, in_workers
         self.error: BaseException | None = None
         self.usage_before = EmbeddingUsage()
-        if rt.embeds_in_workers:  # start the workers loading the model before any chunking
+        if in_workers and rt.embeds_in_workers:  # workers load the model while they chunk
             embedder = rt.batch_embedder
             assert isinstance(embedder, PooledLocalEmbedder)
             embedder.preload()
         self.start()
 
+    @property
+    def embedder(self) -> Embedder:
+        return self.rt.batch_embedder if self.in_workers else self.rt.embedder
+
     def run(self) -> None:
         try:
-            self.usage_before = usage_of(self.rt.batch_embedder)  # may load the model
+            self.usage_before = usage_of(self.embedder)  # may load the model
             cached_embed_batch(self.rt.results_url(), self.settings.cache_ttl_seconds)
         except BaseException as exc:  # handed to the flow's thread by ready()
             self.error = exc
@@ -176,6 +197,25 @@ class _WarmUp(threading.Thread):
         self.join()
         if self.error is not None:
             raise self.error
+
+
+def _up_to_date(previous: IndexManifest | None, changes: Changes, fp: Fingerprint) -> bool:
+    """Nothing to commit: same files, same commit, same place, no unfinished run."""
+    return (
+        previous is not None
+        and not changes.has_changes
+        and not changes.full_scan
+        and not previous.pending
+        and (previous.commit, previous.root) == (fp.head, fp.root)
+    )
+
+
+def _committed(previous: IndexManifest | None) -> frozenset[str]:
+    """IDs the last committed run stored: such a chunk needs no embedding and no write (its
+    ID covers path, line and text). Not used for full scans, which rewrite everything."""
+    if previous is None:
+        return frozenset()
+    return frozenset(i for ids in previous.chunks.values() for i in ids)
 
 
 def _known(previous: IndexManifest | None, stored: set[str]) -> frozenset[str]:
@@ -200,6 +240,8 @@ class Stream:
     known: frozenset[str] = frozenset()
     loaded: LoadResult = field(default_factory=LoadResult)
     hits: int = 0
+    unchanged: int = 0
+    unchanged_ids: frozenset[str] = frozenset()
     chunks_seen: int = 0
     _loads: list[PrefectFuture[LoadResult]] = field(default_factory=list)
     _batches: list[list[str]] = field(default_factory=list)
@@ -222,7 +264,9 @@ class Stream:
     def _submit_next_load(self) -> None:
         if self._batches:
             batch = self._batches.pop()
-            self._loads.append(load_and_chunk.submit(self.settings, self._root, opaque(batch)))
+            self._loads.append(
+                load_and_chunk.submit(self.settings, self._root, opaque(batch), self.in_workers)
+            )
 
     def _next_load(self) -> LoadResult:
         future = next(as_completed(self._loads))
@@ -230,9 +274,9 @@ class Stream:
         self._submit_next_load()
         return future.result()
 
-    def run(self, known: frozenset[str]) -> LoadResult:
+    def run(self, known: frozenset[str], unchanged_ids: frozenset[str]) -> LoadResult:
         """Consume the loads as they finish; ``known``: IDs the store may already hold."""
-        self.known, files_done = known, 0
+        self.known, self.unchanged_ids, files_done = known, unchanged_ids, 0
         while self._loads:
             part = self._next_load()
             self.loaded.merge(part)
@@ -247,14 +291,23 @@ class Stream:
         return self.loaded
 
     @property
+    def in_workers(self) -> bool:
+        return self.warm is not None and self.warm.in_workers
+
+    @property
     def embedded(self) -> int:
-        return self.chunks_seen - self.hits
+        return self.chunks_seen - self.hits - self.unchanged
 
     def _look_up(self, chunks: list[Chunk]) -> None:
-        """Cached vectors go straight to the write buffer; misses are submitted in batches."""
+        """Chunks the store holds already (committed, same place, same text) need nothing;
+        cached vectors go straight to the write buffer; misses are submitted in batches."""
+        self.chunks_seen += len(chunks)
+        if self.unchanged_ids:
+            kept = [c for c in chunks if c.id not in self.unchanged_ids]
+            self.unchanged += len(chunks) - len(kept)
+            chunks = kept
         if not chunks:
             return
-        self.chunks_seen += len(chunks)
         found = lookup_embeddings(self.settings, opaque([c.text for c in chunks]))
         if found:
             hit_chunks = [chunks[i] for i in sorted(found)]
@@ -270,14 +323,15 @@ class Stream:
         for start in range(0, len(misses), size):
             group = misses[start : start + size]
             texts = opaque([c.text for c in group])
-            future = embed.submit(self.settings, self.rt.embedder_identity[0], texts)
+            embedder_id = self.rt.embedder_identity[0]
+            future = embed.submit(self.settings, embedder_id, texts, self.in_workers)
             self._pending[future] = group
 
     def _harvest(self, *, block: bool) -> None:
         """Move finished embeddings into the cache and the write buffer (all of them, as
         they finish, when ``block``; only those already finished otherwise)."""
         futures = list(self._pending)
-        finished = as_completed(futures) if block else wait(futures, timeout=0).done
+        finished = as_completed(futures) if block else [f for f in futures if _done(f)]
         for future in finished:
             group = self._pending.pop(future)
             vectors = decode_matrix(future.result(), self.rt.embedder_identity[1])
@@ -328,6 +382,7 @@ def _summary(
         "chunks_total": manifest.chunks_total,
         "chunks_embedded": stream.embedded,
         "cache_hits": stream.hits,
+        "chunks_unchanged": stream.unchanged,
         "chunks_deleted": len(stale),
         "skipped": skip_counts,
         "duration_s": round(time.perf_counter() - started, 3),

@@ -27,9 +27,13 @@ from tasks.records import Chunk, SearchHit
 ID_BATCH = 1000
 HIT_COLUMNS = ["id", "path", "start_line", "end_line", "text", "symbol", "language"]
 LANCE_ERRORS = (OSError, RuntimeError, ValueError)
-# Auto-optimize once this many rows (or half the indexed rows) sit outside the text index:
-# rarely enough that a cold index run pays for it only a few times.
-_UNINDEXED_ROWS = 20_000
+#: Tables up to this many rows are always fully optimised at the end of a run (cheap).
+_SMALL_TABLE_ROWS = 50_000
+_FOLD_FRACTION = 10  # fold new rows into the text index past 1/10 of the indexed rows
+_SMALL_FRAGMENTS = 16  # compact once this many small files have accumulated
+#: Fragments with at least this many rows are never rewritten by compaction. Lance's own
+#: default (1M) would rewrite a whole 200K-row table to absorb a 100-row write (~5 s).
+COMPACT_TARGET_ROWS = 32_768
 _ID_INDEX = "id_idx"
 _TEXT_INDEX = "tokens_idx"
 # The tokens are already code-aware and lower-cased: split on whitespace, change nothing.
@@ -66,6 +70,21 @@ def table_name(namespace: str) -> str:
     readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", namespace).strip("._-")[:80]
     digest = hashlib.blake2b(namespace.encode("utf-8"), digest_size=6).hexdigest()
     return f"{readable or 'ns'}-{digest}"
+
+
+def _fold_due(stats: Any) -> bool:
+    if stats is None or not stats.num_unindexed_rows:
+        return False
+    unindexed = int(stats.num_unindexed_rows)
+    total = int(stats.num_indexed_rows) + unindexed
+    return total <= _SMALL_TABLE_ROWS or unindexed > total // _FOLD_FRACTION
+
+
+def _small_fragments(table: Any) -> int:
+    stats = table.stats()
+    if stats["num_rows"] <= _SMALL_TABLE_ROWS:
+        return _SMALL_FRAGMENTS if stats["fragment_stats"]["num_fragments"] > 1 else 0
+    return int(stats["fragment_stats"]["num_small_fragments"])
 
 
 def id_predicate(ids: Sequence[str]) -> str:
@@ -202,31 +221,36 @@ class LanceTables:
     # ---- indexes ------------------------------------------------------------------------
 
     def _maintain_indexes(self, table: Any) -> None:
-        """Create missing indexes; optimize once many rows sit outside the text index."""
+        """Create missing indexes (after a write). Rows written later stay outside the text
+        index, where full-text search still finds them, until :meth:`optimize`."""
         names = {index.name for index in table.list_indices()}
         if _ID_INDEX not in names:
             table.create_index("id", config=BTree(), name=_ID_INDEX)
         if _TEXT_INDEX not in names:
             table.create_index("tokens", config=_TEXT_INDEX_CONFIG, name=_TEXT_INDEX)
-            return
-        stats = table.index_stats(_TEXT_INDEX)
-        if stats is not None and stats.num_unindexed_rows > max(
-            _UNINDEXED_ROWS, stats.num_indexed_rows // 2
-        ):
-            table.optimize(cleanup_older_than=self._keep_versions_for)
 
     def optimize(self, namespace: str) -> None:
-        """Fold new rows into the indexes, compact small files, prune old versions.
+        """Fold new rows into the indexes and compact small files when that is due, and
+        prune old versions. Call it at the end of an indexing run.
 
-        Call it once at the end of an indexing run: each write leaves a small file, and many
-        small files slow every query down.
+        Both steps cost in proportion to the whole table (Lance rewrites the text index and
+        remaps the indexes), so on a large table they wait until enough has accumulated:
+        at most ``_FOLD_FRACTION`` of the rows outside the text index (full-text search
+        reads those directly: same hits, BM25 statistics of the indexed part), at most
+        ``_SMALL_FRAGMENTS`` small files. Small tables are always kept fully optimised.
         """
         table = self._open(namespace)
         if table is None:
             return
         try:
             self._maintain_indexes(table)
-            table.optimize(cleanup_older_than=self._keep_versions_for)
+            dataset = table.to_lance()
+            if _small_fragments(table) >= _SMALL_FRAGMENTS:
+                dataset.optimize.compact_files(target_rows_per_fragment=COMPACT_TARGET_ROWS)
+            if _fold_due(table.index_stats(_TEXT_INDEX)):
+                dataset.optimize.optimize_indices()
+            dataset.cleanup_old_versions(older_than=self._keep_versions_for)
+            table.checkout_latest()
         except LANCE_ERRORS as exc:
             raise VectorStoreError(f"optimizing {namespace!r} failed: {exc}") from exc
 

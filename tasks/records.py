@@ -26,6 +26,7 @@ class Chunk:
     #: The chunk's BM25 document when whoever made the chunk already built it (the chunk
     #: workers do, in parallel); :func:`tasks.codetokens.search_document` otherwise.
     search_text: str | None = field(default=None, compare=False, repr=False)
+    _id: str | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def content_hash(self) -> str:
@@ -35,11 +36,15 @@ class Chunk:
 
     @property
     def id(self) -> str:
-        """Deterministic ID: the same chunk at the same place always gets the same ID."""
-        key = f"{self.path}\0{self.start_line}\0{self.content_hash}".encode(
-            "utf-8", "surrogatepass"
-        )
-        return hashlib.blake2b(key, digest_size=16).hexdigest()
+        """Deterministic ID: the same chunk at the same place always gets the same ID
+        (computed on first use, then remembered: a run asks for it many times)."""
+        if self._id is None:
+            key = f"{self.path}\0{self.start_line}\0{self.content_hash}".encode(
+                "utf-8", "surrogatepass"
+            )
+            object.__setattr__(self, "_id", hashlib.blake2b(key, digest_size=16).hexdigest())
+        assert self._id is not None
+        return self._id
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from tasks.manifests import IndexManifest
 from tasks.prefect_hooks import TASK_HOOKS
 from tasks.records import Chunk
 from tasks.runtime import runtime
+from tasks.worker_pool import worker_pool
 
 RESULTS_BLOCK = "codeflow-results"
 _RETRY: dict[str, Any] = {
@@ -57,11 +58,14 @@ def detect_changes(
 
 
 @task(name="load-and-chunk", **_RETRY, **_PLAIN)
-def load_and_chunk(settings: Settings, root: str, paths: list[str]) -> LoadResult:
+def load_and_chunk(
+    settings: Settings, root: str, paths: list[str], in_workers: bool = True
+) -> LoadResult:
     with GitRepository.open(root) as repo:
         contents, skipped = repo.read_files(paths, max_bytes=settings.max_file_bytes)
     policy = ChunkingPolicy(max_file_bytes=settings.max_file_bytes)
-    chunks, skips = runtime(settings).pool.chunk(list(contents.items()), policy)
+    pool = runtime(settings).pool if in_workers else worker_pool(0)
+    chunks, skips = pool.chunk(list(contents.items()), policy)
     skipped.update({s.path: s.reason for s in skips})
     return LoadResult(chunks=chunks, skipped=skipped)
 
@@ -72,9 +76,12 @@ def lookup_embeddings(settings: Settings, texts: list[str]) -> dict[int, Any]:
 
 
 @task(name="embed-batch", **_RETRY, **TASK_HOOKS)
-def embed_batch(settings: Settings, embedder_id: str, texts: list[str]) -> str:
+def embed_batch(
+    settings: Settings, embedder_id: str, texts: list[str], in_workers: bool = True
+) -> str:
     """Embed ``texts``; returns the float32 matrix as base64 (JSON-serialisable, exact)."""
-    vectors = runtime(settings).batch_embedder.embed(texts)
+    rt = runtime(settings)
+    vectors = (rt.batch_embedder if in_workers else rt.embedder).embed(texts)
     return base64.b64encode(np.ascontiguousarray(vectors, dtype="<f4").tobytes()).decode()
 
 
@@ -87,7 +94,7 @@ def cached_embed_batch(results_url: str, ttl_s: int) -> Any:
     storage = RedisDatabase(connection_url=results_url, key_ttl=ttl_s)
     storage.save(RESULTS_BLOCK, overwrite=True)  # saved, so results name it; passed as an
     # instance, so tasks don't read the block back from the Prefect API on every run
-    policy = (INPUTS - "settings") + TASK_SOURCE
+    policy = (INPUTS - "settings" - "in_workers") + TASK_SOURCE  # the same vectors either way
     return embed_batch.with_options(
         cache_policy=policy.configure(
             lock_manager=RedisLockManager(connection_url=results_url),
