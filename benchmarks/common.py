@@ -45,25 +45,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def redis_server() -> Iterator[str]:
-    """A private redis-server on a loopback TCP port, as a peer library would use it."""
+def redis_server(*extra: str) -> Iterator[str]:
+    """A private redis-server on a loopback TCP port, as a peer library would use it;
+    ``extra``: more ``redis-server`` arguments."""
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="codeflow-bench-")
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
+        ["redis-server", *args, "--dir", workdir, *extra], stdout=subprocess.DEVNULL
     )
     url = f"redis://127.0.0.1:{port}/0"
     try:

@@ -120,6 +120,9 @@ def test_rows_written_after_the_index_are_searchable(
     assert store.query(NS, embedder.embed([late.text])[0], 1)[0].id == late.id
     store.optimize(NS)
     assert [h.id for h in store.text_search(NS, ["frobnicate"], 5)] == [late.id]
+    table = store._open(NS)
+    assert table is not None  # a small table ends with every row in the text index
+    assert table.index_stats("tokens_idx").num_unindexed_rows == 0
 
 
 def test_namespaces_are_isolated(store: LanceStore, embedder: LocalEmbedder) -> None:
@@ -179,3 +182,19 @@ def test_table_names_are_safe_and_distinct() -> None:
     assert all(n.replace("-", "").replace("_", "").replace(".", "").isalnum() for n in names)
     with pytest.raises(ConfigError):
         table_name("")
+
+
+def test_optimize_folds_and_compacts_small_tables_but_waits_on_large_ones() -> None:
+    """The end-of-run upkeep: always on small tables, only when due on large ones."""
+    from types import SimpleNamespace
+
+    from tasks.lance_tables import _fold_due
+
+    def stats(indexed: int, unindexed: int) -> SimpleNamespace:
+        return SimpleNamespace(num_indexed_rows=indexed, num_unindexed_rows=unindexed)
+
+    assert _fold_due(stats(1_000, 10))  # small table: always
+    assert not _fold_due(stats(1_000, 0))  # nothing new
+    assert not _fold_due(stats(200_000, 2_000))  # 1% of a large table: wait
+    assert _fold_due(stats(200_000, 30_000))  # over a tenth: fold
+    assert not _fold_due(None)

@@ -19,6 +19,7 @@ import redis
 
 from flows.cli import main
 from tasks.events import EventBus
+from tasks.manifests import IndexManifest
 from tests.git_support import commit_all, git, make_repo, write
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -156,8 +157,9 @@ def test_incremental_index_equals_fresh_index(
     assert not second["full_scan"]
     # guide.md deleted; the renamed-and-edited test file is a deletion plus an addition.
     assert (second["files_deleted"], second["files_renamed"]) == (2, 1)
-    assert second["cache_hits"] > 0, (
-        "unchanged chunks of edited and renamed files come from the cache"
+    assert second["cache_hits"] > 0, "chunks of renamed files come from the cache"
+    assert second["chunks_unchanged"] > 0, (
+        "User's unchanged methods are neither embedded nor rewritten"
     )
 
     fresh = _indexer(tmp_path / "fresh-home", redis_url, capsys, monkeypatch)
@@ -183,8 +185,10 @@ def test_noop_reindex_does_no_work_and_search_finds_definitions(
 ) -> None:
     repo = make_repo(tmp_path / "repo", SOURCES)
     indexer.index(repo)
+    before = _manifest(indexer, repo)
     again = indexer.index(repo)
     assert (again["files_changed"], again["chunks_embedded"], again["chunks_deleted"]) == (0, 0, 0)
+    assert _manifest(indexer, repo) == before, "a no-op run commits nothing"
     hits = indexer.search(repo, "load user from json")
     assert hits[0]["path"] == "app/storage.py"
     assert {"path", "start_line", "end_line", "score", "text"} <= hits[0].keys()
@@ -223,7 +227,7 @@ def test_interrupted_run_leaves_no_duplicates_or_stale_vectors(
     assert ids == manifest_ids, "store holds exactly the committed chunks"
 
 
-def _manifest_ids(indexer: Indexer, repo: Path) -> list[str]:
+def _manifest(indexer: Indexer, repo: Path) -> IndexManifest:
     from config import load_settings
     from tasks.runtime import runtime
 
@@ -232,7 +236,11 @@ def _manifest_ids(indexer: Indexer, repo: Path) -> list[str]:
         status["repo_id"], status["branch"]
     )
     assert manifest is not None
-    return sorted(i for ids in manifest.chunks.values() for i in ids)
+    return manifest
+
+
+def _manifest_ids(indexer: Indexer, repo: Path) -> list[str]:
+    return sorted(i for ids in _manifest(indexer, repo).chunks.values() for i in ids)
 
 
 def test_two_processes_index_the_same_repository_at_once(
