@@ -112,9 +112,12 @@ def embedder_throughput(embedder: LocalEmbedder, chunks: list[Chunk]) -> list[st
     start = time.perf_counter()
     embedder.embed(sample)
     ours = time.perf_counter() - start
-    from tasks.embedders import _load_wordllama
+    from wordllama import WordLlama
 
-    model = _load_wordllama(None)
+    from tasks.embedders import wordllama_files
+
+    package = wordllama_files()[0].parent.parent
+    model = WordLlama.load("l2_supercat", cache_dir=package, dim=256, disable_download=True)
     start = time.perf_counter()
     model.embed(sample, norm=True)
     theirs = time.perf_counter() - start
