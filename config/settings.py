@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     store: Literal["lancedb", "pinecone"] = "lancedb"
     sandbox_image: str = "codeflow-sandbox:latest"
     embedding_dimensions: int = Field(256, ge=8, le=8192)
-    embed_batch_size: int = Field(2048, ge=1, le=2048)
+    embed_batch_size: int | None = Field(None, ge=1, le=65_536)  # None: see embedding_batch
     embed_concurrency: int = Field(2, ge=1, le=64)
     max_file_bytes: int = Field(1_000_000, ge=1024)
     cpu_workers: int | None = Field(None, ge=0, le=64)  # None: one per core; 0: in-process
@@ -102,6 +102,15 @@ class Settings(BaseSettings):
     @property
     def cache_ttl_seconds(self) -> int:
         return max(1, int(self.cache_ttl_days * 86400))
+
+    @property
+    def embedding_batch(self) -> int:
+        """Chunks per embedding task: ``CODEFLOW_EMBED_BATCH_SIZE``, else 8,192 for the local
+        model (fewer, larger tasks: each task run costs Prefect's API ~40 ms) and 2,048 for
+        remote APIs (one request's worth; the OpenAI client splits larger ones anyway)."""
+        if self.embed_batch_size is not None:
+            return self.embed_batch_size
+        return 8192 if self.embedder == "local" else 2048
 
     @property
     def sandbox_timeout_s(self) -> float:

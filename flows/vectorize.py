@@ -319,7 +319,7 @@ class Stream:
         if self.warm is not None:
             self.warm.ready()
         embed = cached_embed_batch(self.rt.results_url(), self.settings.cache_ttl_seconds)
-        size = self.settings.embed_batch_size
+        size = self.settings.embedding_batch
         for start in range(0, len(misses), size):
             group = misses[start : start + size]
             texts = opaque([c.text for c in group])
