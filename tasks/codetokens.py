@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from functools import lru_cache
+from itertools import chain
 
 from tasks.records import Chunk
 
@@ -83,10 +84,7 @@ def code_tokens(text: str) -> list[str]:
     Duplicates are kept (BM25 needs term frequencies); a part equal to its whole identifier
     is not repeated.
     """
-    tokens: list[str] = []
-    for word in _WORD.findall(text):
-        tokens.extend(_expand(word))
-    return tokens
+    return list(chain.from_iterable(map(_expand, _WORD.findall(text))))
 
 
 def unique_tokens(tokens: Iterable[str]) -> list[str]:
@@ -98,4 +96,5 @@ def search_document(chunk: Chunk) -> str:
     """The BM25 document of a chunk: its path and symbol count as words of its text."""
     if chunk.search_text is not None:
         return chunk.search_text
-    return " ".join(code_tokens(f"{chunk.path}\n{chunk.symbol or ''}\n{chunk.text}"))
+    words = _WORD.findall(f"{chunk.path}\n{chunk.symbol or ''}\n{chunk.text}")
+    return " ".join(chain.from_iterable(map(_expand, words)))
