@@ -125,6 +125,8 @@ class LocalEmbedder:
         if batch_size < 1:
             raise ConfigError(f"embedding batch size must be >= 1, not {batch_size}")
         self._table, self._tokenizer = _load_packaged(dimensions)
+        if self._tokenizer.get_vocab_size(with_added_tokens=True) > len(self._table):
+            raise EmbedderError("WordLlama's tokenizer and weights disagree; reinstall it")
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
         self._pieces = PieceTokenizer.for_tokenizer(self._tokenizer)
@@ -156,12 +158,11 @@ class LocalEmbedder:
     def _pool(self, ids_per_text: list[list[int]], out: Vectors) -> None:
         """Mean of each text's token vectors into ``out``; texts without tokens stay zero.
         (A per-row gather beats one ``np.add.reduceat`` over the batch by ~10x here.)"""
-        last = self._table.shape[0] - 1
+        table, total = self._table, np.add.reduce
         for row, token_ids in enumerate(ids_per_text):
             if token_ids:
-                ids = np.asarray(token_ids, dtype=np.int64)
-                np.clip(ids, 0, last, out=ids)
-                out[row] = self._table[ids].mean(axis=0)
+                out[row] = total(table[token_ids], axis=0)
+                out[row] /= len(token_ids)
 
 
 class HashingEmbedder:
