@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import statistics
@@ -10,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import redis
 
@@ -67,3 +69,22 @@ def redis_server(*extra: str) -> Iterator[str]:
         proc.kill()
         proc.wait()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def codeflow_home(prefix: str) -> Iterator[Path]:
+    """A throw-away work folder whose ``home`` is ``CODEFLOW_HOME`` (with Prefect's
+    environment applied, before Prefect is imported); its embedded Redis is shut down and
+    the folder removed afterwards."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["CODEFLOW_HOME"] = str(work / "home")
+    from config import load_settings
+    from config.prefect_env import apply_prefect_environment
+    from tasks.redis_server import EmbeddedRedis
+
+    apply_prefect_environment(load_settings())
+    try:
+        yield work
+    finally:
+        EmbeddedRedis(work / "home" / "redis").shutdown()  # it outlives processes by design
+        shutil.rmtree(work, ignore_errors=True)

@@ -28,11 +28,9 @@ import argparse
 import ast
 import importlib.util
 import logging
-import os
 import random
 import shutil
 import statistics
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -302,18 +300,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="codeflow-qbench-"))
-    os.environ["CODEFLOW_HOME"] = str(work / "home")
-    from config import load_settings
-    from config.prefect_env import apply_prefect_environment
-    from tasks.redis_server import EmbeddedRedis
+    from benchmarks.common import codeflow_home
 
-    apply_prefect_environment(load_settings())
-    try:
+    with codeflow_home("codeflow-qbench-") as work:
         run_all(args, work)
-    finally:
-        EmbeddedRedis(work / "home" / "redis").shutdown()  # it outlives processes by design
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -296,18 +295,10 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
 
 def main() -> None:
     args = parse_args()
-    work = Path(tempfile.mkdtemp(prefix="codeflow-vbench-"))
-    os.environ["CODEFLOW_HOME"] = str(work / "home")
-    from config import load_settings
-    from config.prefect_env import apply_prefect_environment
-    from tasks.redis_server import EmbeddedRedis
+    from benchmarks.common import codeflow_home
 
-    apply_prefect_environment(load_settings())
-    try:
+    with codeflow_home("codeflow-vbench-") as work:
         run_all(args, work)
-    finally:
-        EmbeddedRedis(work / "home" / "redis").shutdown()  # it outlives processes by design
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
