@@ -51,7 +51,6 @@ from tasks.vectorize_tasks import (
     sweep_stale,
     write_vectors,
 )
-from tasks.worker_pool import PooledLocalEmbedder
 
 FILES_PER_TASK = 400
 LOAD_WINDOW = 2
@@ -114,8 +113,9 @@ def vectorize_repository(
     stream = Stream(settings, rt, reporter, (namespace, fp.repo_id, label), warm=warm)
     stream.submit_loads(fp.root, changes.to_load)
     stored = rt.store.ids(namespace) if previous is None else set()
-    unchanged = _committed(previous) if not changes.full_scan else frozenset()
-    loaded = stream.run(_known(previous, stored), unchanged)
+    committed = _committed(previous)  # IDs the store may hold: committed, pending, found
+    known = committed | stored | set(previous.pending if previous else ())
+    loaded = stream.run(known, frozenset() if changes.full_scan else committed)
     base_manifest = IndexManifest(
         repo_id=fp.repo_id, branch=label, root=fp.root, commit=fp.head, embedder=embedder_id
     )
@@ -177,9 +177,7 @@ class _WarmUp(threading.Thread):
         self.error: BaseException | None = None
         self.usage_before = EmbeddingUsage()
         if in_workers and rt.embeds_in_workers:  # workers load the model while they chunk
-            embedder = rt.batch_embedder
-            assert isinstance(embedder, PooledLocalEmbedder)
-            embedder.preload()
+            rt.pool.preload_embedder(settings.embedding_dimensions)
         self.start()
 
     @property
@@ -216,16 +214,6 @@ def _committed(previous: IndexManifest | None) -> frozenset[str]:
     if previous is None:
         return frozenset()
     return frozenset(i for ids in previous.chunks.values() for i in ids)
-
-
-def _known(previous: IndexManifest | None, stored: set[str]) -> frozenset[str]:
-    """IDs the store may already hold: committed, pending, or found in the store."""
-    known = set(stored)
-    if previous is not None:
-        known.update(previous.pending)
-        for ids in previous.chunks.values():
-            known.update(ids)
-    return frozenset(known)
 
 
 @dataclass

@@ -96,5 +96,4 @@ def search_document(chunk: Chunk) -> str:
     """The BM25 document of a chunk: its path and symbol count as words of its text."""
     if chunk.search_text is not None:
         return chunk.search_text
-    words = _WORD.findall(f"{chunk.path}\n{chunk.symbol or ''}\n{chunk.text}")
-    return " ".join(chain.from_iterable(map(_expand, words)))
+    return " ".join(code_tokens(f"{chunk.path}\n{chunk.symbol or ''}\n{chunk.text}"))

@@ -149,7 +149,12 @@ class LocalEmbedder:
         return normalize_rows(out)
 
     def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        texts = [_encodable(t) for t in texts]
+        try:
+            return self._encode(texts)
+        except UnicodeEncodeError:  # lone surrogates, which UTF-8 cannot hold: rare
+            return self._encode([_encodable(t) for t in texts])
+
+    def _encode(self, texts: Sequence[str]) -> list[list[int]]:
         if self._pieces is not None:
             return self._pieces.encode_batch(texts)
         encodings = self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)

@@ -44,7 +44,6 @@ from tasks.lance_tables import (
     LanceTables,
     chunk_columns,
     hit_from_row,
-    id_predicate,
     latest_chunks,
     table_name,
 )
@@ -199,7 +198,7 @@ class LanceStore(LanceTables):
         k = min(limit, scores.size)
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.lexsort((top, -scores[top]))]
-        rows = self._fetch(table, [str(i) for i in matrix.ids[top]], matrix.row_ids[top])
+        rows = self._fetch(namespace, table, [str(i) for i in matrix.ids[top]], matrix.row_ids[top])
         return [
             hit_from_row(row, scores[position])
             for position, row in zip(top, rows, strict=True)
@@ -207,7 +206,7 @@ class LanceStore(LanceTables):
         ]
 
     def _fetch(
-        self, table: Any, ids: list[str], row_ids: NDArray[np.uint64]
+        self, namespace: str, table: Any, ids: list[str], row_ids: NDArray[np.uint64]
     ) -> list[dict[str, Any] | None]:
         """Rows for ``ids`` in order; ``None`` for rows deleted since the matrix was read.
 
@@ -218,12 +217,5 @@ class LanceStore(LanceTables):
         by_id = {row["id"]: row for row in taken.to_pylist()}
         missing = [i for i in ids if i not in by_id]
         if missing:
-            found = (
-                table.search()
-                .where(id_predicate(missing), prefilter=True)
-                .select(HIT_COLUMNS)
-                .limit(len(missing) + 1)
-                .to_arrow()
-            )
-            by_id.update((row["id"], row) for row in found.to_pylist())
+            by_id.update(self.rows(namespace, missing))
         return [by_id.get(i) for i in ids]

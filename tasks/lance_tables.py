@@ -80,11 +80,11 @@ def _fold_due(stats: Any) -> bool:
     return total <= _SMALL_TABLE_ROWS or unindexed > total // _FOLD_FRACTION
 
 
-def _small_fragments(table: Any) -> int:
-    stats = table.stats()
+def _compaction_due(stats: dict[str, Any]) -> bool:
+    fragments = stats["fragment_stats"]
     if stats["num_rows"] <= _SMALL_TABLE_ROWS:
-        return _SMALL_FRAGMENTS if stats["fragment_stats"]["num_fragments"] > 1 else 0
-    return int(stats["fragment_stats"]["num_small_fragments"])
+        return int(fragments["num_fragments"]) > 1
+    return int(fragments["num_small_fragments"]) >= _SMALL_FRAGMENTS
 
 
 def id_predicate(ids: Sequence[str]) -> str:
@@ -245,7 +245,7 @@ class LanceTables:
         try:
             self._maintain_indexes(table)
             dataset = table.to_lance()
-            if _small_fragments(table) >= _SMALL_FRAGMENTS:
+            if _compaction_due(table.stats()):
                 dataset.optimize.compact_files(target_rows_per_fragment=COMPACT_TARGET_ROWS)
             if _fold_due(table.index_stats(_TEXT_INDEX)):
                 dataset.optimize.optimize_indices()

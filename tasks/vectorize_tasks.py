@@ -19,14 +19,13 @@ from prefect.tasks import exponential_backoff
 
 from config import Settings
 from tasks.changes import Changes, diff_manifests
-from tasks.chunking import ChunkingPolicy
+from tasks.chunking import ChunkingPolicy, chunk_files
 from tasks.gitrepo import Fingerprint, GitRepository
 from tasks.indexing import LoadResult
 from tasks.manifests import IndexManifest
 from tasks.prefect_hooks import TASK_HOOKS
 from tasks.records import Chunk
 from tasks.runtime import runtime
-from tasks.worker_pool import worker_pool
 
 RESULTS_BLOCK = "codeflow-results"
 _RETRY: dict[str, Any] = {
@@ -64,8 +63,8 @@ def load_and_chunk(
     with GitRepository.open(root) as repo:
         contents, skipped = repo.read_files(paths, max_bytes=settings.max_file_bytes)
     policy = ChunkingPolicy(max_file_bytes=settings.max_file_bytes)
-    pool = runtime(settings).pool if in_workers else worker_pool(0)
-    chunks, skips = pool.chunk(list(contents.items()), policy)
+    chunk = runtime(settings).pool.chunk if in_workers else chunk_files
+    chunks, skips = chunk(list(contents.items()), policy)
     skipped.update({s.path: s.reason for s in skips})
     return LoadResult(chunks=chunks, skipped=skipped)
 

@@ -103,7 +103,8 @@ class _Embedders:
 
 def chunk_request(header: dict[str, Any], payload: bytes) -> Frame:
     """Chunk the files a request carries; the reply lists chunks with their BM25 text."""
-    policy = ChunkingPolicy(**{**header["policy"], "ignore_globs": tuple(header["ignore"])})
+    fields = header["policy"]
+    policy = ChunkingPolicy(**{**fields, "ignore_globs": tuple(fields["ignore_globs"])})
     files, offset = [], 0
     for path, size in zip(header["paths"], header["sizes"], strict=True):
         files.append((path, payload[offset : offset + size]))
@@ -235,9 +236,7 @@ class WorkerPool:
     def chunk(self, files: Files, policy: ChunkingPolicy) -> tuple[list[Chunk], list[Skip]]:
         if self.size == 0 or not files:
             return chunk_files(files, policy)
-        fields = dataclasses.asdict(policy)
-        ignore = fields.pop("ignore_globs")
-        header = {"op": "chunk", "policy": fields, "ignore": list(ignore),
+        header = {"op": "chunk", "policy": dataclasses.asdict(policy),
                   "paths": [p for p, _ in files], "sizes": [len(d) for _, d in files]}  # fmt: skip
         reply = self._call(header, b"".join(data for _, data in files))
         if reply is None:

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,25 @@ def indexer(
     _drop_tenant(redis_url, made.env["CODEFLOW_TENANT"])
 
 
+@pytest.fixture
+def other_indexer(
+    tmp_path: Path,
+    redis_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[[str], Indexer]]:
+    """Makes more indexers, each with its own home under ``tmp_path`` and its own tenant."""
+    made: list[Indexer] = []
+
+    def make(home: str) -> Indexer:
+        made.append(_indexer(tmp_path / home, redis_url, capsys, monkeypatch))
+        return made[-1]
+
+    yield make
+    for extra in made:
+        _drop_tenant(redis_url, extra.env["CODEFLOW_TENANT"])
+
+
 def _drop_tenant(redis_url: str, tenant: str) -> None:
     client = redis.Redis.from_url(redis_url)
     keys = list(client.scan_iter(match=f"cf:{{{tenant}.*", count=1000))
@@ -143,11 +162,7 @@ QUERIES = ["save user to a json file", "greeting", "fetch url with timeout", "fi
 
 
 def test_incremental_index_equals_fresh_index(
-    tmp_path: Path,
-    indexer: Indexer,
-    redis_url: str,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, indexer: Indexer, other_indexer: Callable[[str], Indexer]
 ) -> None:
     repo = make_repo(tmp_path / "repo", SOURCES)
     first = indexer.index(repo)
@@ -159,17 +174,14 @@ def test_incremental_index_equals_fresh_index(
     assert (second["files_deleted"], second["files_renamed"]) == (2, 1)
     assert second["cache_hits"] > 0, "chunks of renamed files come from the cache"
 
-    fresh = _indexer(tmp_path / "fresh-home", redis_url, capsys, monkeypatch)
-    try:
-        fresh.index(repo)
-        ours, theirs = indexer.status(repo), fresh.status(repo)
-        for field in ("commit", "files_total", "chunks_total", "files"):
-            assert ours[field] == theirs[field], field
-        assert indexer.store_ids(repo) == fresh.store_ids(repo)
-        for query in QUERIES:
-            assert _shape(indexer.search(repo, query)) == _shape(fresh.search(repo, query)), query
-    finally:
-        _drop_tenant(redis_url, fresh.env["CODEFLOW_TENANT"])
+    fresh = other_indexer("fresh-home")
+    fresh.index(repo)
+    ours, theirs = indexer.status(repo), fresh.status(repo)
+    for field in ("commit", "files_total", "chunks_total", "files"):
+        assert ours[field] == theirs[field], field
+    assert indexer.store_ids(repo) == fresh.store_ids(repo)
+    for query in QUERIES:
+        assert _shape(indexer.search(repo, query)) == _shape(fresh.search(repo, query)), query
     assert "docs/guide.md" not in ours["files"] and "app/net.py" in ours["files"]
 
 
@@ -193,8 +205,7 @@ def test_unchanged_chunks_of_an_edited_file_are_neither_embedded_nor_rewritten(
 def test_worker_processes_give_the_same_index_as_in_process(
     tmp_path: Path,
     indexer: Indexer,
-    redis_url: str,
-    capsys: pytest.CaptureFixture[str],
+    other_indexer: Callable[[str], Indexer],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Small runs chunk and embed in-process; large ones in worker processes. Forcing the
@@ -204,20 +215,17 @@ def test_worker_processes_give_the_same_index_as_in_process(
 
     repo = make_repo(tmp_path / "repo", SOURCES)
     indexer.index(repo)  # in-process: 5 files
-    pooled = _indexer(tmp_path / "pooled-home", redis_url, capsys, monkeypatch)
+    pooled = other_indexer("pooled-home")
     pooled.env["CODEFLOW_CPU_WORKERS"] = "2"
     monkeypatch.setattr(flows.vectorize, "INLINE_FILES", 0)
-    try:
-        assert pooled.index(repo)["chunks_embedded"] > 0
-        assert all(w.pid is not None for w in worker_pool(2).workers), "the workers ran"
-        ours, theirs = pooled.status(repo), indexer.status(repo)
-        for field in ("files_total", "chunks_total", "files", "skipped"):
-            assert ours[field] == theirs[field], field
-        assert pooled.store_ids(repo) == indexer.store_ids(repo)
-        for query in QUERIES:
-            assert pooled.search(repo, query) == indexer.search(repo, query), query
-    finally:
-        _drop_tenant(redis_url, pooled.env["CODEFLOW_TENANT"])
+    assert pooled.index(repo)["chunks_embedded"] > 0
+    assert all(w.pid is not None for w in worker_pool(2).workers), "the workers ran"
+    ours, theirs = pooled.status(repo), indexer.status(repo)
+    for field in ("files_total", "chunks_total", "files", "skipped"):
+        assert ours[field] == theirs[field], field
+    assert pooled.store_ids(repo) == indexer.store_ids(repo)
+    for query in QUERIES:
+        assert pooled.search(repo, query) == indexer.search(repo, query), query
 
 
 def _shape(hits: list[dict[str, Any]]) -> list[tuple[str, int, int]]:
