@@ -1,10 +1,11 @@
 """Load & chunk: turn one file's bytes into embeddable chunks, or say why it was skipped.
 
 Pure logic: the caller reads the files and passes ``(path, bytes)``; nothing here touches
-the disk. Python is split on syntax boundaries with the stdlib :mod:`ast` (top-level
-functions and classes, methods of big classes, the module code between them); every other
-language, and Python that does not parse, goes through a generic splitter that prefers
-breaking at blank lines and shallow indentation. Either way the guarantees are the same:
+the disk. Python is split on syntax boundaries read off the module's
+:func:`~tasks.pyoutline.outline` (top-level functions and classes, methods of big classes,
+the module code between them); every other language, and Python without an outline, goes
+through a generic splitter that prefers breaking at blank lines and shallow indentation.
+Either way the guarantees are the same:
 
 * every chunk fits the budget (``max_chunk_chars`` characters and ``max_chunk_tokens``
   estimated tokens);
@@ -12,8 +13,8 @@ breaking at blank lines and shallow indentation. Either way the guarantees are t
   exactly its lines ``start_line..end_line`` joined by ``\\n`` (a single line longer than
   the budget is the one exception: it is cut into consecutive pieces, each carrying that
   line's number);
-* nothing raises on odd input: undecodable bytes become U+FFFD, unparsable Python falls
-  back to the generic splitter.
+* nothing raises on odd input: undecodable bytes become U+FFFD, Python whose brackets do
+  not balance falls back to the generic splitter.
 
 >>> chunks = chunk_file("pkg/mod.py", b"import os\\n\\ndef main():\\n    return os.getcwd()\\n")
 >>> [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks]
@@ -22,9 +23,6 @@ breaking at blank lines and shallow indentation. Either way the guarantees are t
 
 from __future__ import annotations
 
-import ast
-import gc
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import accumulate
@@ -41,6 +39,7 @@ from tasks.languages import (
     looks_minified,
     path_skip_reason,
 )
+from tasks.pyoutline import Definition, outline
 from tasks.records import Chunk, ChunkKind
 
 __all__ = [
@@ -58,7 +57,6 @@ __all__ = [
 _BYTES_PER_TOKEN = 3
 _MAX_INDENT = 32
 _COMMENT_LEADERS = ("#", "//", "/*", "*", "--", ";", "@", "<!--", "%")
-_DefNode = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 
 
 @dataclass(frozen=True)
@@ -167,7 +165,7 @@ def chunk_text(
     """Chunks of already decoded text (``\\n`` newlines), with no skip checks."""
     lines = _Lines(text, policy)
     emitter = _Emitter(path, language, lines)
-    if language != "python" or not emitter.python(_parse_python(text)):
+    if language != "python" or not emitter.python(outline(text)):
         emitter.reset()
         emitter.span(0, len(lines.lines), None, "window")
     return emitter.chunks
@@ -189,28 +187,6 @@ def _content_skip_reason(text: str, language: str, policy: ChunkingPolicy) -> Sk
     if policy.skip_generated and has_generated_marker(text, policy.generated_scan_lines):
         return "generated"
     return None
-
-
-def _parse_python(text: str) -> ast.Module | None:
-    """The module's AST, or None when it does not parse (Python 2, templates, NUL bytes).
-
-    Warnings (invalid escape sequences in the repository's code) are not ours to show.
-    The cyclic GC is paused while the parser allocates its (acyclic) tree: parsing is the
-    dominant cost of chunking Python and the collector's passes over those nodes added
-    ~20-40% to it. The previous GC state is restored.
-    """
-    paused = gc.isenabled()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            if paused:
-                gc.disable()
-            return ast.parse(text)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            return None
-        finally:
-            if paused:
-                gc.enable()
 
 
 class _Lines:
@@ -406,48 +382,46 @@ class _Emitter:
             return name, "window"
         return name, "class" if is_class else "function"
 
-    def python(self, tree: ast.Module | None) -> bool:
-        """Chunks from the module's AST; False (and nothing emitted) when it did not parse."""
-        if tree is None:
+    def python(self, definitions: list[Definition] | None) -> bool:
+        """Chunks from the module's outline; False (and nothing emitted) when it has none."""
+        if definitions is None:
             return False
-        self._body(tree.body, 0, len(self.lines.lines), None)
+        self._body(definitions, 0, len(self.lines.lines), None)
         return True
 
-    def _body(self, body: list[ast.stmt], a: int, b: int, owner: str | None) -> None:
-        """Definitions in ``body`` become their own chunks; the code between them is grouped
+    def _body(self, definitions: Iterable[Definition], a: int, b: int, owner: str | None) -> None:
+        """``definitions`` become their own chunks; the code between them is grouped
         (``module`` chunks at top level, header/attribute chunks of class ``owner`` inside it).
         """
         gap_kind: ChunkKind = "module" if owner is None else "class"
         prefix = "" if owner is None else owner + "."
         cursor = a
-        for node in body:
-            if isinstance(node, _DefNode):
-                start, end = self._definition_span(node, cursor, b)
-                self.span(cursor, start, owner, gap_kind)
-                self._definition(node, start, end, prefix)
-                cursor = end
+        for definition in definitions:
+            start, end = self._definition_span(definition, cursor, b)
+            self.span(cursor, start, owner, gap_kind)
+            self._definition(definition, start, end, prefix)
+            cursor = end
         self.span(cursor, b, owner, gap_kind)
 
-    def _definition(self, node: _DefNode, a: int, b: int, prefix: str) -> None:
-        name = prefix + node.name
-        if not isinstance(node, ast.ClassDef):
+    def _definition(self, definition: Definition, a: int, b: int, prefix: str) -> None:
+        name = prefix + definition.name
+        if not definition.is_class:
             self.span(a, b, name, "method" if prefix else "function")
         elif self.lines.fits(a, b):
             self.span(a, b, name, "class")
         else:
-            self._body(node.body, a, b, name)
+            self._body(definition.members, a, b, name)
 
-    def _definition_span(self, node: _DefNode, floor: int, ceiling: int) -> tuple[int, int]:
+    def _definition_span(self, definition: Definition, floor: int, ceiling: int) -> tuple[int, int]:
         """Lines of a definition with its decorators, the comment block right above it, and
         comments indented under its last line; clamped to ``[floor, ceiling)``.
         """
         lines = self.lines.lines
-        start = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
-        start = min(max(start, floor), ceiling)
+        start = min(max(definition.start, floor), ceiling)
         while start > floor and lines[start - 1].lstrip().startswith("#"):
             start -= 1
-        end = max(min(node.end_lineno or node.lineno, ceiling), start)
-        while end < ceiling and _is_comment_deeper_than(lines[end], node.col_offset):
+        end = max(min(definition.end, ceiling), start)
+        while end < ceiling and _is_comment_deeper_than(lines[end], definition.indent):
             end += 1
         return start, end
 

@@ -7,8 +7,10 @@ when installed, the ``prefect`` package (PrefectHQ's own source, the corpus of t
 FIELD-NOTES embedding figures). Every regular file is read into memory first (reading is
 not measured), with repo-relative paths, so skips (binary, vendored, minified...) are
 exercised too. Printed per corpus: files, MB, chunks, skips, best-of-N seconds, MB/s,
-chunks/s, and the same figures for Python files alone, for ``ast.parse`` alone (the floor
-of syntax-aware chunking) and for the generic splitter alone (every file as plain text).
+chunks/s, and the same figures for Python files alone, for the outline scan alone (the
+syntax-aware part, ``tasks.pyoutline``), for ``ast.parse`` alone (what the outline replaced:
+the chunker parsed every module until 2026-11) and for the generic splitter alone (every
+file as plain text).
 Rates use CPU time (steadier than wall time on a shared machine; both are printed). The
 last column puts that time next to WordLlama's ~1.7 MB/s on this kind of machine. Goal:
 well under 2 s per 10 MB of Python.
@@ -29,6 +31,7 @@ import pandas as pd
 
 from tasks.chunking import ChunkingPolicy, Skip, chunk_file, chunk_files, chunk_text
 from tasks.languages import decode_source
+from tasks.pyoutline import outline
 
 EMBED_MB_PER_S = 1.7
 Files = list[tuple[str, bytes]]
@@ -71,6 +74,10 @@ def parse_all(files: Files) -> int:
     return 0
 
 
+def outline_all(files: Files) -> int:
+    return sum(len(outline(decode_source(data)) or ()) for _, data in files)
+
+
 def chunk_count(files: Files, policy: ChunkingPolicy) -> int:
     return len(chunk_files(files, policy)[0])
 
@@ -110,6 +117,7 @@ def bench_corpus(root: Path, repeat: int, policy: ChunkingPolicy) -> list[dict[s
         row(name, skipped, files, best_of(repeat, lambda: chunk_count(files, policy))),
         row(name, "kept files", kept, best_of(repeat, lambda: chunk_count(kept, policy))),
         row(name, "python files", python, best_of(repeat, lambda: chunk_count(python, policy))),
+        row(name, "  outline alone", python, best_of(repeat, lambda: outline_all(python))),
         row(name, "  ast.parse alone", python, best_of(repeat, lambda: parse_all(python))),
         row(name, "generic splitter, kept", kept, best_of(repeat, lambda: generic(texts, policy))),
     ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import gc
 import warnings
 
 import pytest
@@ -165,7 +164,7 @@ def test_python_huge_function_is_split_into_windows_that_keep_the_symbol() -> No
     assert summary(chunks)[-1] == ("function", "after", 408, 409)
 
 
-def test_python_syntax_error_falls_back_to_the_generic_splitter() -> None:
+def test_python_2_is_still_chunked_by_definition() -> None:
     source = 'print "python 2"\n\ndef old(x):\n    print x\n\n\nclass K:\n    pass\n'
     chunks = chunks_of("legacy.py", source, ChunkingPolicy(max_chunk_chars=30, max_chunk_tokens=10))
     assert all(c.language == "python" for c in chunks)
@@ -191,18 +190,6 @@ def test_python_warnings_from_the_repository_code_are_not_shown() -> None:
         warnings.simplefilter("always")
         chunks_of("esc.py", 'PATTERN = "\\d+"\n\ndef f():\n    return "\\w"\n')
     assert caught == []
-
-
-def test_python_parsing_restores_the_garbage_collector_state() -> None:
-    assert gc.isenabled()
-    chunks_of("a.py", PY_MODULE)
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        chunks_of("a.py", PY_MODULE)
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
 
 
 def test_python_script_without_extension_detected_by_shebang() -> None:
