@@ -15,7 +15,7 @@ import contextlib
 import os
 import re
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +99,7 @@ class ManifestStore:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".manifest-")
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(orjson.dumps(asdict(manifest)))
+                handle.write(orjson.dumps(manifest))  # orjson reads dataclasses itself
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
