@@ -109,8 +109,11 @@ class _Scanner:
         decorated: int | None = None
         for k, pos in enumerate(starts):
             header = _HEADER.match(self.code, pos + len(indent))
-            if header is None or header.lastindex is None:
-                decorated = None if header is None else decorated if decorated is not None else pos
+            if header is None:  # any other statement
+                decorated = None
+                continue
+            if header.lastindex is None:  # a decorator: its definition starts at the first
+                decorated = pos if decorated is None else decorated
                 continue
             stop = starts[k + 1] if k + 1 < len(starts) else b
             first, decorated = (pos if decorated is None else decorated), None
@@ -122,7 +125,7 @@ class _Scanner:
     ) -> Definition:
         end = pos + len(self.code[pos:stop].rstrip())
         start_line = self.line_of(first)
-        self.line_of(pos)
+        self.line_of(pos)  # the cursor moves to the header: members count on from there
         is_class = header.lastindex == 2
         members = self._members(pos, end, indent) if is_class else ()
         end_line = self.line_of(end - 1) + 1
