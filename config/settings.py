@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -145,15 +144,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     Raises :class:`SettingsError` with one line such as
     ``WEBSOCKET_PORT: expected an integer, got 'abc'``.
     """
-    snapshot = tuple(sorted((os.environ if environ is None else environ).items()))
-    return _settings_for(snapshot)
-
-
-@lru_cache(maxsize=16)
-def _settings_for(snapshot: tuple[tuple[str, str], ...]) -> Settings:
-    """Settings are frozen, so one environment builds them once: state hooks ask for them on
-    every task transition, and validating them costs ~10-40 ms."""
-    source = _MappingEnvSource(dict(snapshot))
+    source = _MappingEnvSource(os.environ if environ is None else environ)
     try:
         return Settings(**source())
     except ValidationError as exc:
