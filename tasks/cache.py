@@ -178,19 +178,10 @@ class RedisCache:
         wait_s: float,
     ) -> T:
         lock, token = key_name(self.namespace, "l", key), secrets.token_hex(8)
-        deadline, pause = time.monotonic() + wait_s, 0.002
-        while time.monotonic() < deadline:
-            acquired = self._guarded(
-                lambda: self.client.set(lock, token, nx=True, px=int(self.lock_ttl_s * 1000))
-            )
-            if acquired or self.degraded:
-                break
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-            value = self.get(key, _MISSING)
-            if value is not _MISSING:
-                self.counters["coalesced"] += 1
-                return value  # type: ignore[no-any-return]
+        value = self._await_lock(key, lock, token, wait_s)
+        if value is not _MISSING:
+            self.counters["coalesced"] += 1
+            return value  # type: ignore[no-any-return]
         try:
             result = compute()
             self.counters["computed"] += 1
@@ -198,6 +189,28 @@ class RedisCache:
             return result
         finally:
             self._guarded(lambda: self._release(keys=[lock], args=[token]))
+
+    def _await_lock(self, key: str, lock: str, token: str, wait_s: float) -> Any:
+        """Take the key's Redis lock, or return the value its holder stored meanwhile.
+
+        ``_MISSING`` means "compute now": the lock is ours, Redis is down, or the wait ran out.
+        """
+        deadline, pause, px = time.monotonic() + wait_s, 0.002, int(self.lock_ttl_s * 1000)
+        while time.monotonic() < deadline:
+            if self._guarded(lambda: self.client.set(lock, token, nx=True, px=px)):
+                # The last holder may have stored the value and let go since our last look.
+                value = self.get(key, _MISSING)
+                if value is not _MISSING:
+                    self._guarded(lambda: self._release(keys=[lock], args=[token]))
+                return value
+            if self.degraded:
+                return _MISSING
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            value = self.get(key, _MISSING)
+            if value is not _MISSING:
+                return value
+        return _MISSING
 
     def _flight(self, key: str) -> threading.Lock:
         with self._guard_lock:

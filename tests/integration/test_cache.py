@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 
 from tasks.cache import RedisCache
+from tasks.cachekeys import key_name
 from tasks.errors import CacheKeyError
 from tasks.invalidation import Invalidator
 from tests.redis_support import RedisProcess
@@ -67,7 +69,7 @@ def test_namespaces_are_isolated(redis_client: redis.Redis, namespace: str) -> N
         assert first.get("shared-name") == "first"
         assert second.get("shared-name") is None
     finally:
-        redis_client.unlink(*all_keys(redis_client, other_ns) or ["-"])
+        redis_client.unlink(*all_keys(redis_client, other_ns) or [b"-"])
 
 
 @pytest.mark.parametrize("bad", ["*", "a?b", "k\r\nFLUSHALL", "x" * 600, "{slot}x"])
@@ -178,6 +180,34 @@ def test_stampede_runs_the_computation_once(redis_client: redis.Redis, namespace
     assert len(calls) == 1
     assert results == [{"answer": 42}] * 16
     assert all_missed.is_set()
+
+
+def test_lock_won_just_after_the_holder_finished_serves_its_value(
+    redis_client: redis.Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stampede test's rare double computation, made deterministic: the holder stores the
+    value and lets go of the lock between the waiter's last look and its next SET NX."""
+    holder = RedisCache(redis_client, namespace, ttl_s=TTL)
+    waiter_client = redis.Redis.from_url(_url(redis_client))
+    waiter = RedisCache(waiter_client, namespace, ttl_s=TTL)
+    real_set = waiter_client.set
+
+    def set_after_holder_finished(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("nx"):
+            holder.set("hot", {"answer": 42})
+        return real_set(*args, **kwargs)
+
+    monkeypatch.setattr(waiter_client, "set", set_after_holder_finished)
+    calls: list[str] = []
+
+    def compute() -> dict[str, int]:
+        calls.append("hot")
+        return {"answer": 0}
+
+    assert waiter.get_or_compute("hot", compute) == {"answer": 42} and calls == []
+    assert waiter.counters["coalesced"] == 1
+    assert not redis_client.exists(key_name(namespace, "l", "hot"))  # the lock was let go
+    waiter_client.close()
 
 
 def _url(client: redis.Redis) -> str:

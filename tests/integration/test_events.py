@@ -17,7 +17,7 @@ def test_publish_then_read_after_an_id(redis_client: redis.Redis, stream_name: s
     ]
     assert all(ids)
     assert [e["done"] for _, e in bus.read()] == [0, 1, 2, 3, 4]
-    assert [e["done"] for _, e in bus.read(after=ids[2])] == [3, 4]
+    assert [e["done"] for _, e in bus.read(after=str(ids[2]))] == [3, 4]
     assert bus.last_id() == ids[-1]
     assert redis_client.ttl(stream_name) > 0
 
