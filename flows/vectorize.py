@@ -235,7 +235,7 @@ class Stream:
     _batches: list[list[str]] = field(default_factory=list)
     _root: str = ""
     _paths: int = 0
-    _pending: dict[PrefectFuture[str], list[Chunk]] = field(default_factory=dict)
+    _pending: dict[PrefectFuture[str], tuple[list[Chunk], list[str]]] = field(default_factory=dict)
     _buffer: list[tuple[list[Chunk], Vectors]] = field(default_factory=list)
     _buffered: int = 0
     _written: int = 0
@@ -296,12 +296,13 @@ class Stream:
             chunks = kept
         if not chunks:
             return
-        found = lookup_embeddings(self.settings, opaque([c.text for c in chunks]))
+        keys = self.rt.embeddings.keys([c.text for c in chunks])
+        found = lookup_embeddings(self.settings, opaque(keys))
         if found:
             hit_chunks = [chunks[i] for i in sorted(found)]
             self._add([*hit_chunks], np.vstack([found[i] for i in sorted(found)]))
             self.hits += len(found)
-        misses = [c for i, c in enumerate(chunks) if i not in found]
+        misses = [i for i in range(len(chunks)) if i not in found]
         if not misses:
             return
         if self.warm is not None:
@@ -309,11 +310,12 @@ class Stream:
         embed = cached_embed_batch(self.rt.results_url(), self.settings.cache_ttl_seconds)
         size = self.settings.embedding_batch
         for start in range(0, len(misses), size):
-            group = misses[start : start + size]
+            picked = misses[start : start + size]
+            group = [chunks[i] for i in picked]
             texts = opaque([c.text for c in group])
             embedder_id = self.rt.embedder_identity[0]
             future = embed.submit(self.settings, embedder_id, texts, self.in_workers)
-            self._pending[future] = group
+            self._pending[future] = (group, [keys[i] for i in picked])
 
     def _harvest(self, *, block: bool) -> None:
         """Move finished embeddings into the cache and the write buffer (all of them, as
@@ -321,9 +323,9 @@ class Stream:
         futures = list(self._pending)
         finished = as_completed(futures) if block else [f for f in futures if _done(f)]
         for future in finished:
-            group = self._pending.pop(future)
+            group, keys = self._pending.pop(future)
             vectors = decode_matrix(future.result(), self.rt.embedder_identity[1])
-            self.rt.embeddings.store([c.text for c in group], vectors)
+            self.rt.embeddings.store(keys, vectors)
             self._add(group, vectors)
 
     def _add(self, chunks: list[Chunk], vectors: Vectors) -> None:

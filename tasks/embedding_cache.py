@@ -51,11 +51,11 @@ class EmbeddingCache:
         self.dimensions = dimensions
 
     def keys(self, texts: Sequence[str]) -> list[str]:
+        """The cache key of each text; a run computes them once, for lookup and store."""
         return [embedding_key(self.embedder_id, self.dimensions, t) for t in texts]
 
-    def lookup(self, texts: Sequence[str]) -> dict[int, Vectors]:
-        """Index in ``texts`` -> cached vector, for the texts that hit (one MGET-like call)."""
-        keys = self.keys(texts)
+    def lookup(self, keys: Sequence[str]) -> dict[int, Vectors]:
+        """Index in ``keys`` -> cached vector, for the keys that hit (one MGET-like call)."""
         found = self.cache.get_many(list(dict.fromkeys(keys)))
         out: dict[int, Vectors] = {}
         for index, key in enumerate(keys):
@@ -65,6 +65,5 @@ class EmbeddingCache:
                 out[index] = vector
         return out
 
-    def store(self, texts: Sequence[str], vectors: Vectors) -> None:
-        items = {k: encode_vector(v) for k, v in zip(self.keys(texts), vectors, strict=True)}
-        self.cache.set_many(items)
+    def store(self, keys: Sequence[str], vectors: Vectors) -> None:
+        self.cache.set_many({k: encode_vector(v) for k, v in zip(keys, vectors, strict=True)})

@@ -70,8 +70,9 @@ def load_and_chunk(
 
 
 @task(name="lookup-embeddings", **_RETRY, **_PLAIN)
-def lookup_embeddings(settings: Settings, texts: list[str]) -> dict[int, Any]:
-    return runtime(settings).embeddings.lookup(texts)
+def lookup_embeddings(settings: Settings, keys: list[str]) -> dict[int, Any]:
+    """Cached vectors by index in ``keys`` (see :meth:`EmbeddingCache.keys`)."""
+    return runtime(settings).embeddings.lookup(keys)
 
 
 @task(name="embed-batch", **_RETRY, **TASK_HOOKS)

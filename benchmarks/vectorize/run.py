@@ -54,8 +54,9 @@ PEER_MODULES = (
 ROWS = ("cold index", "no-op re-index", "100 changed files")
 
 
-def corpus_files(source: Path, limit: int) -> list[Path]:
-    """Up to ``limit`` Python files of ``source`` that codeflow would not skip by path/size."""
+def corpus_files(source: Path, limit: int, max_bytes: int = MAX_BYTES) -> list[Path]:
+    """Up to ``limit`` Python files of ``source`` that codeflow would not skip by path and
+    that hold at most ``max_bytes``."""
     from tasks.chunking import ChunkingPolicy, skip_reason_for_path
 
     policy = ChunkingPolicy()
@@ -64,16 +65,16 @@ def corpus_files(source: Path, limit: int) -> list[Path]:
         rel = path.relative_to(source).as_posix()
         if "__pycache__" in path.parts or not path.is_file() or path.is_symlink():
             continue
-        if skip_reason_for_path(rel, policy) is None and path.stat().st_size <= MAX_BYTES:
+        if skip_reason_for_path(rel, policy) is None and path.stat().st_size <= max_bytes:
             found.append(path)
             if len(found) == limit:
                 break
     return found
 
 
-def build_corpus(source: Path, target: Path, limit: int) -> list[Path]:
+def build_corpus(source: Path, target: Path, limit: int, max_bytes: int = MAX_BYTES) -> list[Path]:
     """The corpus as a git repository with history; returns its files in the repository."""
-    files = corpus_files(source, limit)
+    files = corpus_files(source, limit, max_bytes)
     for path in files:
         dest = target / path.relative_to(source)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -142,6 +143,42 @@ def embedder_seconds(texts: list[str], workers: int) -> float:
             return time.perf_counter() - start
     finally:
         pool.close()
+
+
+_STOCK: dict[str, Any] = {}  # this process's WordLlama model, in wordllama_seconds' pool
+
+
+def _load_wordllama() -> None:
+    from wordllama import WordLlama
+
+    from tasks.embedders import wordllama_files
+
+    package = wordllama_files()[0].parent.parent
+    _STOCK["model"] = WordLlama.load(cache_dir=package, disable_download=True)
+    _STOCK["model"].embed(["warm up"], norm=True)
+
+
+def _wordllama_embed(batch: list[str]) -> int:
+    return len(_STOCK["model"].embed(batch, norm=True))
+
+
+def wordllama_seconds(texts: list[str], workers: int) -> float:
+    """WordLlama's own ``embed(norm=True)``, as the package ships it (its tokenizer pads each
+    batch; its default batch size), over ``texts`` in batches of 2,048 spread over
+    ``workers`` processes: the bound ARCHITECTURE.md and FIELD-NOTES.md name "the
+    embedder's own time". The model is loaded in each process before the clock starts."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, wait
+
+    batches = [texts[i : i + 2048] for i in range(0, len(texts), 2048)]
+    spawn = multiprocessing.get_context("spawn")  # this process runs threads: never fork it
+    with ProcessPoolExecutor(workers, spawn, initializer=_load_wordllama) as processes:
+        wait([processes.submit(_wordllama_embed, ["x"]) for _ in range(workers * 2)])
+        start = time.perf_counter()
+        done = sum(processes.map(_wordllama_embed, batches))
+        seconds = time.perf_counter() - start
+    assert done == len(texts)
+    return seconds
 
 
 def run_peer(corpus: Path, edited: list[str], work: Path) -> dict[str, Any]:
@@ -246,6 +283,11 @@ def print_report(
         f"every core ({bounds['cold index, one process']:.2f} s in one process); cold index "
         f"/ embedder: {seconds / bounds['cold index']:.2f}x"
     )
+    stock = bounds["wordllama embed()"]
+    print(
+        f"WordLlama's own embed() over the same chunks on every core: {stock:.2f} s; cold "
+        f"index / WordLlama's embed(): {seconds / stock:.2f}x"
+    )
     if rss_or_skip.startswith("peer:"):
         print(rss_or_skip)
         return
@@ -266,6 +308,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--source", type=Path, default=Path(sysconfig.get_paths()["purelib"]))
     parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument(
+        "--max-kb", type=int, default=MAX_BYTES // 1000, help="leave out larger files"
+    )
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
     return parser.parse_args()
 
@@ -273,7 +318,7 @@ def parse_args() -> argparse.Namespace:
 def run_all(args: argparse.Namespace, work: Path) -> None:
     repo, peer_corpus = work / "repo", work / "peer-corpus"
     repo.mkdir()
-    files = build_corpus(args.source, repo, args.files)
+    files = build_corpus(args.source, repo, args.files, args.max_kb * 1000)
     shutil.copytree(repo, peer_corpus, ignore=shutil.ignore_patterns(".git"))
     megabytes = sum(f.stat().st_size for f in files) / 1e6
     ours = run_codeflow(repo, files)
@@ -284,12 +329,13 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
     bounds = {
         "cold index": embedder_seconds(texts, default_workers()),
         "cold index, one process": embedder_seconds(texts, 0),
+        "wordllama embed()": wordllama_seconds(texts, default_workers()),
         "100 changed files": embedder_seconds(corpus_texts(repo, files[:EDITED_FILES]), 0),
     }
     skipped = peer_status(args.peer)
     edited = [str(p.relative_to(repo)) for p in files[:EDITED_FILES]]
     peer = {} if skipped else run_peer(peer_corpus, edited, work)
-    corpus = f"corpus: {len(files)} files, {megabytes:.1f} MB"
+    corpus = f"corpus: {len(files)} files of at most {args.max_kb} KB, {megabytes:.1f} MB"
     print_report(corpus, megabytes, ours, peer, bounds, skipped or f"{ours_rss_mb:.0f} MB")
 
 
