@@ -1,14 +1,12 @@
 """``codeflow index``, ``codeflow search`` and ``codeflow status``.
 
-``search`` and ``status`` never start a flow: they read the manifest and the store, and
-``search`` answers repeated queries from the Redis search cache, which ``index`` invalidates
-when it commits (so a warm search loads neither the embedder nor the vector store).
+``search`` and ``status`` never start a flow: they read the manifest and the store (see
+:mod:`tasks.repo_search`, which the server's ``/api/search`` shares).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import threading
@@ -17,9 +15,8 @@ from typing import Any
 
 from config import Settings, with_backends
 from flows.progress import ProgressView
-from tasks.errors import ConfigError, RepositoryError
+from tasks.errors import ConfigError
 from tasks.gitrepo import GitRepository
-from tasks.manifests import IndexManifest, namespace_for
 from tasks.runtime import runtime
 
 
@@ -50,17 +47,6 @@ def _backend_options(parser: argparse.ArgumentParser) -> None:
         "--embedder", choices=["local", "openai"], help="override CODEFLOW_EMBEDDER"
     )
     parser.add_argument("--store", choices=["lancedb", "pinecone"], help="override CODEFLOW_STORE")
-
-
-def _manifest(settings: Settings, path: str) -> tuple[IndexManifest, str]:
-    with GitRepository.open(path) as repo:
-        repo_id, label = repo.repo_id, repo.branch_label()
-    manifest = runtime(settings).manifests.load(repo_id, label)
-    if manifest is None or manifest.commit is None:
-        raise RepositoryError(
-            f"{path} (branch {label}) is not indexed yet; run: codeflow index {path}"
-        )
-    return manifest, namespace_for(repo_id, label)
 
 
 def run_index(args: argparse.Namespace, settings: Settings) -> int:
@@ -115,41 +101,11 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 
 
 def run_search(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks.repo_search import search_repository
+
     settings = with_backends(settings, args.embedder, args.store)
-    if not args.query.strip():
-        raise ConfigError("the query is empty")
-    if not 1 <= args.limit <= 1000:
-        raise ConfigError("--limit must be between 1 and 1000")
-    _, namespace = _manifest(settings, args.repo)
-    rt = runtime(settings)
-    backend = f"{settings.store}\0{rt.embedder_identity[0]}"
-    material = f"{backend}\0{namespace}\0{args.limit}\0{args.query}".encode()
-    key = "q:" + hashlib.blake2b(material, digest_size=20).hexdigest()
-    hits = rt.search_cache.get_or_compute(
-        key, lambda: _search(rt, args.query, namespace, args.limit), tags=[f"search:{namespace}"]
-    )
-    _print_hits(hits, args.json)
+    _print_hits(search_repository(settings, args.repo, args.query, args.limit), args.json)
     return 0
-
-
-def _search(rt: Any, query: str, namespace: str, limit: int) -> list[dict[str, Any]]:
-    from tasks.search import hybrid_search
-
-    hits = hybrid_search(
-        query, store=rt.store, embedder=rt.embedder, namespace=namespace, limit=limit
-    )
-    return [
-        {
-            "path": h.path,
-            "start_line": h.start_line,
-            "end_line": h.end_line,
-            "score": round(h.score, 6),
-            "symbol": h.symbol,
-            "language": h.language,
-            "text": h.text,
-        }
-        for h in hits
-    ]
 
 
 def _print_hits(hits: list[dict[str, Any]], as_json: bool) -> None:
@@ -165,7 +121,9 @@ def _print_hits(hits: list[dict[str, Any]], as_json: bool) -> None:
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
     settings = with_backends(settings, args.embedder, args.store)
-    manifest, namespace = _manifest(settings, args.path)
+    from tasks.repo_search import indexed_manifest
+
+    manifest, namespace = indexed_manifest(settings, args.path)
     reasons: dict[str, int] = {}
     for reason in manifest.skipped.values():
         reasons[reason] = reasons.get(reason, 0) + 1

@@ -4,8 +4,8 @@
 >>> app.start(); app.listen(3001, address="127.0.0.1")         # doctest: +SKIP
 >>> await app.shutdown()                                      # doctest: +SKIP
 
-Routes are a list so other endpoints (the lead's ``/api/search``) join through
-``extra_routes`` without touching this module.
+Routes are a list, so other endpoints join through ``extra_routes`` without touching this
+module.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +32,7 @@ from server.handlers import (
     HealthHandler,
     MetricsHandler,
     ReadyHandler,
+    SearchHandler,
 )
 from server.hub import Hub
 from server.metrics import ServerMetrics
@@ -78,6 +80,10 @@ class ServerContext:
     client: aioredis.Redis
     reader: aioredis.Redis
     redis_timeout_s: float
+    settings: Settings
+    searches: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="search")
+    )
     sessions: set[Session] = field(default_factory=set)
     closing: bool = False
     _emptied: asyncio.Event = field(default_factory=asyncio.Event)
@@ -88,6 +94,12 @@ class ServerContext:
             self.metrics.connections.dec()
         if not self.sessions:
             self._emptied.set()
+
+    def search(self, repo: str, query: str, limit: int) -> list[dict[str, Any]]:
+        """``/api/search``'s work (blocking: run it on :attr:`searches`)."""
+        from tasks.repo_search import search_repository
+
+        return search_repository(self.settings, repo, query, limit)
 
     def authorized(self, request: tornado.httputil.HTTPServerRequest) -> bool:
         """Any valid token (``?token=`` or ``Authorization: Bearer``) opens the HTTP API."""
@@ -130,6 +142,7 @@ class RealtimeApp(tornado.web.Application):
                     await asyncio.wait_for(ctx._emptied.wait(), drain_s / 2)
         await ctx.client.aclose()
         await ctx.reader.aclose()
+        ctx.searches.shutdown(wait=False, cancel_futures=True)
 
 
 def make_app(
@@ -166,6 +179,7 @@ def make_app(
         client=client,
         reader=reader,
         redis_timeout_s=settings.redis_timeout_s,
+        settings=settings,
     )
     return RealtimeApp(
         context,
@@ -186,4 +200,5 @@ def routes(context: ServerContext) -> list[Any]:
         (r"/readyz", ReadyHandler, deps),
         (r"/metrics", MetricsHandler, deps),
         (r"/api/cache-stats", CacheStatsHandler, deps),
+        (r"/api/search", SearchHandler, deps),
     ]

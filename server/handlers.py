@@ -6,6 +6,7 @@
 /readyz            200 when Redis answers, else 503
 /metrics           Prometheus text
 /api/cache-stats   cache hit/miss counters per namespace (needs a token)
+/api/search        hybrid search of an indexed repository (needs a token)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from redis.exceptions import RedisError
 from server.auth import Grant, TokenError, verify_token
 from server.metrics import read_cache_stats
 from server.session import Session, TransportClosed
+from tasks.errors import CodeflowError, ConfigError, RepositoryError
 
 if TYPE_CHECKING:
     from server.app import ServerContext
@@ -184,6 +186,36 @@ class CacheStatsHandler(_PlainHandler):
             self.write_json(503, {"error": "Redis unreachable"})
             return
         self.write_json(200, {"ts": time.time(), "namespaces": stats})
+
+
+class SearchHandler(_PlainHandler):
+    """``GET /api/search?q=QUERY&repo=PATH[&limit=K]`` (needs a token): ``{"query", "repo",
+    "results"}``, where ``results`` is what ``codeflow search QUERY --repo PATH --json``
+    prints. ``repo`` is the path of an indexed work tree on the server's machine. Searches
+    run one at a time on a thread of their own, so the event loop never waits for them."""
+
+    async def get(self) -> None:
+        if not self.context.authorized(self.request):
+            self.write_json(401, {"error": "a valid token is required"})
+            return
+        query, repo = self.get_query_argument("q", ""), self.get_query_argument("repo", "")
+        limit = self.get_query_argument("limit", "10")
+        if not repo or not limit.isdigit():
+            self.write_json(400, {"error": "repo=PATH is required and limit must be a number"})
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(
+                self.context.searches, self.context.search, repo, query, int(limit)
+            )
+        except ConfigError as exc:
+            self.write_json(400, {"error": str(exc)})
+        except RepositoryError as exc:
+            self.write_json(404, {"error": str(exc)})
+        except CodeflowError as exc:
+            self.write_json(503, {"error": str(exc)})
+        else:
+            self.write_json(200, {"query": query, "repo": repo, "results": results})
 
 
 class DashboardHandler(_PlainHandler):

@@ -13,14 +13,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import orjson
 import pytest
 import redis
+import tornado.httpclient
 
+from config import load_settings
 from flows.cli import main
 from tasks.events import EventBus
 from tasks.manifests import IndexManifest
 from tests.git_support import commit_all, git, make_repo, write
+from tests.integration.server_fixtures import live_server, run, unique_stream
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -372,3 +377,38 @@ def test_hostile_files_are_skipped_and_counted(tmp_path: Path, indexer: Indexer)
     hits = indexer.search(repo, "passwd root")
     assert all("root:x:0:0" not in h["text"] for h in hits)
     shutil.rmtree(repo)
+
+
+def test_http_search_answers_as_the_cli_does(tmp_path: Path, indexer: Indexer) -> None:
+    """``GET /api/search`` on the realtime server: the CLI's hits, clear HTTP errors."""
+    repo = make_repo(tmp_path / "repo", SOURCES)
+    unindexed = make_repo(tmp_path / "other", {"x.py": "x = 1\n"})
+    indexer.index(repo)
+    query = "load user from json"
+
+    async def scenario() -> dict[str, Any]:
+        settings = load_settings(indexer.env)
+        async with live_server(settings, indexer.env["REDIS_URL"], unique_stream()) as server:
+            token = server.token("runs")
+
+            async def ask(**params: Any) -> tuple[int, Any]:
+                reply = await tornado.httpclient.AsyncHTTPClient().fetch(
+                    server.url("/api/search?" + urlencode(params)), raise_error=False
+                )
+                return reply.code, orjson.loads(reply.body)
+
+            code, body = await ask(q=query, repo=str(repo), limit=3, token=token)
+            assert code == 200, body
+            assert (await ask(q=query, repo=str(repo)))[0] == 401
+            assert (await ask(q=" ", repo=str(repo), token=token))[0] == 400
+            assert (await ask(q=query, repo=str(repo), limit="ten", token=token))[0] == 400
+            assert (await ask(q=query, repo=str(repo), limit=0, token=token))[0] == 400
+            not_indexed = await ask(q=query, repo=str(unindexed), token=token)
+            assert not_indexed[0] == 404 and "not indexed yet" in not_indexed[1]["error"]
+            assert (await ask(q=query, repo=str(tmp_path / "missing"), token=token))[0] == 404
+            return dict(body)
+
+    body = run(scenario())
+    assert body["query"] == query and body["repo"] == str(repo)
+    assert body["results"] == indexer.search(repo, query, limit=3)
+    assert body["results"][0]["path"] == "app/storage.py"
