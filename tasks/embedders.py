@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import zlib
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -28,7 +29,7 @@ from numpy.typing import NDArray
 
 from tasks.codetokens import code_tokens
 from tasks.errors import ConfigError, EmbedderError
-from tasks.piece_tokens import PieceTokenizer
+from tasks.piece_tokens import Bounds, PieceTokenizer, TokenIds, flatten
 
 Vectors = NDArray[np.float32]
 
@@ -145,29 +146,29 @@ class LocalEmbedder:
         out = np.zeros((len(texts), self._dimensions), dtype=np.float32)
         for start in range(0, len(texts), self._batch_size):
             batch = texts[start : start + self._batch_size]
-            self._pool(self._token_ids(batch), out[start : start + len(batch)])
+            self._pool(*self._token_ids(batch), out[start : start + len(batch)])
         return normalize_rows(out)
 
-    def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+    def _token_ids(self, texts: Sequence[str]) -> tuple[TokenIds, Bounds]:
         try:
             return self._encode(texts)
         except UnicodeEncodeError:  # lone surrogates, which UTF-8 cannot hold: rare
             return self._encode([_encodable(t) for t in texts])
 
-    def _encode(self, texts: Sequence[str]) -> list[list[int]]:
+    def _encode(self, texts: Sequence[str]) -> tuple[TokenIds, Bounds]:
         if self._pieces is not None:
-            return self._pieces.encode_batch(texts)
+            return self._pieces.encode_flat(texts)
         encodings = self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
-        return [e.ids for e in encodings]
+        return flatten([e.ids for e in encodings])
 
-    def _pool(self, ids_per_text: list[list[int]], out: Vectors) -> None:
+    def _pool(self, ids: TokenIds, bounds: Bounds, out: Vectors) -> None:
         """Mean of each text's token vectors into ``out``; texts without tokens stay zero.
         (A per-row gather beats one ``np.add.reduceat`` over the batch by ~10x here.)"""
         table, total = self._table, np.add.reduce
-        for row, token_ids in enumerate(ids_per_text):
-            if token_ids:
-                out[row] = total(table[token_ids], axis=0)
-                out[row] /= len(token_ids)
+        for row, (start, end) in enumerate(pairwise(bounds.tolist())):
+            if end > start:
+                out[row] = total(table[ids[start:end]], axis=0)
+                out[row] /= end - start
 
 
 class HashingEmbedder:

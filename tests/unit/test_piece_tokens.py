@@ -26,6 +26,8 @@ EDGE_CASES = [
     "\u2581already\u2581 visible\u2581\u2581spaces",
     "a" * 3000,
     " ".join(["self"] * 500),
+    "html = '<s>struck</s>'  # <unk> too",  # special tokens' text: the tokenizer matches it
+    "</s>",
 ]
 
 
@@ -59,9 +61,17 @@ def test_random_texts_match_the_tokenizer(
 
 
 def test_memo_that_starts_over_still_answers_exactly(tokenizer: Any) -> None:
-    small = PieceTokenizer(tokenizer.model, max_pieces=3)
+    small = PieceTokenizer(tokenizer, max_pieces=3)
     texts = ["alpha beta gamma delta", "epsilon zeta alpha", "alpha beta gamma delta"]
     assert small.encode_batch(texts) == [reference(tokenizer, t) for t in texts]
+
+
+def test_a_text_the_model_cannot_take_leaves_the_memo_consistent(tokenizer: Any) -> None:
+    fresh = PieceTokenizer(tokenizer)
+    with pytest.raises(UnicodeEncodeError):  # a lone surrogate: LocalEmbedder replaces it
+        fresh.encode_batch(["fine words \udcff"])
+    texts = ["fine words", "words fine again"]
+    assert fresh.encode_batch(texts) == [reference(tokenizer, t) for t in texts]
 
 
 def test_a_vocabulary_with_merges_across_spaces_is_refused(tokenizer: Any) -> None:
