@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
@@ -41,9 +42,9 @@ from tasks.prefect_hooks import FLOW_HOOKS, remember_repo
 from tasks.records import Chunk
 from tasks.runtime import Runtime, runtime
 from tasks.vectorize_tasks import (
+    batch_vectors,
     cached_embed_batch,
     commit_index,
-    decode_matrix,
     detect_changes,
     fingerprint_repository,
     load_and_chunk,
@@ -235,7 +236,10 @@ class Stream:
     _batches: list[list[str]] = field(default_factory=list)
     _root: str = ""
     _paths: int = 0
-    _pending: dict[PrefectFuture[str], tuple[list[Chunk], list[str]]] = field(default_factory=dict)
+    # embed-batch future -> (its chunks, their embedding keys, its handoff name)
+    _pending: dict[PrefectFuture[list[str]], tuple[list[Chunk], list[str], str]] = field(
+        default_factory=dict
+    )
     _buffer: list[tuple[list[Chunk], Vectors]] = field(default_factory=list)
     _buffered: int = 0
     _written: int = 0
@@ -311,22 +315,23 @@ class Stream:
         size = self.settings.embedding_batch
         for start in range(0, len(misses), size):
             picked = misses[start : start + size]
-            group = [chunks[i] for i in picked]
-            texts = opaque([c.text for c in group])
-            embedder_id = self.rt.embedder_identity[0]
-            future = embed.submit(self.settings, embedder_id, texts, self.in_workers)
-            self._pending[future] = (group, [keys[i] for i in picked])
+            group, group_keys = [chunks[i] for i in picked], [keys[i] for i in picked]
+            texts, handoff = opaque([c.text for c in group]), uuid.uuid4().hex
+            future = embed.submit(
+                self.settings, opaque(group_keys), texts, self.in_workers, handoff
+            )
+            self._pending[future] = (group, group_keys, handoff)
 
     def _harvest(self, *, block: bool) -> None:
-        """Move finished embeddings into the cache and the write buffer (all of them, as
-        they finish, when ``block``; only those already finished otherwise)."""
+        """Move finished embeddings into the write buffer (all of them, as they finish, when
+        ``block``; only those already finished otherwise)."""
         futures = list(self._pending)
         finished = as_completed(futures) if block else [f for f in futures if _done(f)]
         for future in finished:
-            group, keys = self._pending.pop(future)
-            vectors = decode_matrix(future.result(), self.rt.embedder_identity[1])
-            self.rt.embeddings.store(keys, vectors)
-            self._add(group, vectors)
+            group, keys, handoff = self._pending.pop(future)
+            future.result()  # raises the task's error
+            texts = [c.text for c in group]
+            self._add(group, batch_vectors(self.settings, handoff, keys, texts))
 
     def _add(self, chunks: list[Chunk], vectors: Vectors) -> None:
         self._buffer.append((chunks, vectors))

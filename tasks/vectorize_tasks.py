@@ -4,12 +4,17 @@ Retries use exponential backoff with jitter. Only ``embed_batch`` persists its r
 Redis through prefect-redis (JSON serializer, cache policy INPUTS + TASK_SOURCE, a Redis lock
 manager with SERIALIZABLE isolation), so two agents asking to embed the same batch at the
 same time embed it once. The other tasks are cheap or have side effects, and don't cache.
+
+``embed_batch`` stores its vectors in the embedding cache and returns their keys: Prefect's
+result then names the vectors instead of holding a second copy (on a cold index that copy
+was ~270 MB of base64 through JSON into Redis). The flow takes the vectors from
+:func:`batch_vectors`: handed over in-process, or read back from the embedding cache.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
+import threading
 from typing import Any
 
 import numpy as np
@@ -28,6 +33,7 @@ from tasks.records import Chunk
 from tasks.runtime import runtime
 
 RESULTS_BLOCK = "codeflow-results"
+Vectors = np.ndarray[Any, np.dtype[np.float32]]
 _RETRY: dict[str, Any] = {
     "retries": 3,
     "retry_delay_seconds": exponential_backoff(backoff_factor=0.5),
@@ -77,12 +83,51 @@ def lookup_embeddings(settings: Settings, keys: list[str]) -> dict[int, Any]:
 
 @task(name="embed-batch", **_RETRY, **TASK_HOOKS)
 def embed_batch(
-    settings: Settings, embedder_id: str, texts: list[str], in_workers: bool = True
-) -> str:
-    """Embed ``texts``; returns the float32 matrix as base64 (JSON-serialisable, exact)."""
+    settings: Settings,
+    keys: list[str],
+    texts: list[str],
+    in_workers: bool = True,
+    handoff: str = "",
+) -> list[str]:
+    """Embed ``texts``, store each vector in the embedding cache under its key (``keys``:
+    :meth:`EmbeddingCache.keys` of ``texts``) and return ``keys``. With a ``handoff`` name,
+    the vectors also wait in this process for :func:`batch_vectors`."""
     rt = runtime(settings)
     vectors = (rt.batch_embedder if in_workers else rt.embedder).embed(texts)
-    return base64.b64encode(np.ascontiguousarray(vectors, dtype="<f4").tobytes()).decode()
+    rt.embeddings.store(keys, vectors)
+    if handoff:
+        _hand_over(handoff, vectors)
+    return keys
+
+
+_HANDOFF: dict[str, Vectors] = {}
+_HANDOFF_LOCK = threading.Lock()
+
+
+def _hand_over(name: str, vectors: Vectors) -> None:
+    # A function of its own: runners that pickle the task (Dask) then pickle a reference to
+    # it, not the lock. There the vectors stay in the Dask worker, and the flow reads them
+    # from the embedding cache instead.
+    with _HANDOFF_LOCK:
+        _HANDOFF[name] = vectors
+
+
+def batch_vectors(settings: Settings, handoff: str, keys: list[str], texts: list[str]) -> Vectors:
+    """The vectors of a finished ``embed_batch``: handed over in this process, else (its result
+    came from Prefect's cache: another agent, or an earlier attempt, embedded the batch)
+    read from the embedding cache, re-embedding any vector the cache no longer holds."""
+    with _HANDOFF_LOCK:
+        vectors = _HANDOFF.pop(handoff, None)
+    if vectors is not None:
+        return vectors
+    rt = runtime(settings)
+    found = rt.embeddings.lookup(keys)
+    lost = [i for i in range(len(keys)) if i not in found]
+    if lost:
+        again = rt.embedder.embed([texts[i] for i in lost])
+        rt.embeddings.store([keys[i] for i in lost], again)
+        found.update(zip(lost, again, strict=True))
+    return np.vstack([found[i] for i in range(len(keys))])
 
 
 @functools.cache
@@ -94,7 +139,9 @@ def cached_embed_batch(results_url: str, ttl_s: int) -> Any:
     storage = RedisDatabase(connection_url=results_url, key_ttl=ttl_s)
     storage.save(RESULTS_BLOCK, overwrite=True)  # saved, so results name it; passed as an
     # instance, so tasks don't read the block back from the Prefect API on every run
-    policy = (INPUTS - "settings" - "in_workers") + TASK_SOURCE  # the same vectors either way
+    # The keys hash embedder id, dimensions and text: hashing them, not the texts, is the
+    # same policy at a fraction of the cost. The other inputs do not change the vectors.
+    policy = (INPUTS - "settings" - "texts" - "in_workers" - "handoff") + TASK_SOURCE
     return embed_batch.with_options(
         cache_policy=policy.configure(
             lock_manager=RedisLockManager(connection_url=results_url),
@@ -106,16 +153,12 @@ def cached_embed_batch(results_url: str, ttl_s: int) -> Any:
     )
 
 
-def decode_matrix(text: str, dimensions: int) -> np.ndarray[Any, np.dtype[np.float32]]:
-    return np.frombuffer(base64.b64decode(text), dtype="<f4").reshape(-1, dimensions).copy()
-
-
 @task(name="write-vectors", **_RETRY, **_PLAIN)
 def write_vectors(
     settings: Settings,
     target: tuple[str, str, str],
     chunks: list[Chunk],
-    vectors: np.ndarray[Any, np.dtype[np.float32]],
+    vectors: Vectors,
     known: frozenset[str],
 ) -> int:
     """Note the IDs as pending (write-ahead), then write: append what the store cannot hold

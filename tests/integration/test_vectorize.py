@@ -412,3 +412,23 @@ def test_http_search_answers_as_the_cli_does(tmp_path: Path, indexer: Indexer) -
     assert body["query"] == query and body["repo"] == str(repo)
     assert body["results"] == indexer.search(repo, query, limit=3)
     assert body["results"][0]["path"] == "app/storage.py"
+
+
+def test_batch_vectors_without_a_handoff_come_from_the_embedding_cache(
+    codeflow_env: dict[str, str],
+) -> None:
+    """An embed-batch answered from Prefect's result cache hands over no vectors: they are
+    read from the embedding cache, and one the cache lost is embedded again and stored."""
+    from tasks.runtime import runtime
+    from tasks.vectorize_tasks import batch_vectors, embed_batch
+
+    settings = load_settings(codeflow_env)
+    rt = runtime(settings)
+    texts = ["def first(): ...", "def second(): ...", "def third(): ..."]
+    keys = rt.embeddings.keys(texts)
+    assert embed_batch.fn(settings, keys, texts, False, "h1") == keys
+    expected = batch_vectors(settings, "h1", keys, texts)  # handed over in-process
+    assert expected.shape == (3, rt.embedder_identity[1])
+    rt.embedding_store.delete(keys[1])
+    assert batch_vectors(settings, "h1", keys, texts).tolist() == expected.tolist()
+    assert sorted(rt.embeddings.lookup(keys)) == [0, 1, 2], "the lost vector is stored again"
