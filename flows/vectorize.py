@@ -237,7 +237,7 @@ class Stream:
     _root: str = ""
     _paths: int = 0
     # embed-batch future -> (its chunks, their embedding keys, its handoff name)
-    _pending: dict[PrefectFuture[list[str]], tuple[list[Chunk], list[str], str]] = field(
+    _pending: dict[PrefectFuture[int], tuple[list[Chunk], list[str], str]] = field(
         default_factory=dict
     )
     _buffer: list[tuple[list[Chunk], Vectors]] = field(default_factory=list)

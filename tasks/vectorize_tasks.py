@@ -5,9 +5,9 @@ Redis through prefect-redis (JSON serializer, cache policy INPUTS + TASK_SOURCE,
 manager with SERIALIZABLE isolation), so two agents asking to embed the same batch at the
 same time embed it once. The other tasks are cheap or have side effects, and don't cache.
 
-``embed_batch`` stores its vectors in the embedding cache and returns their keys: Prefect's
-result then names the vectors instead of holding a second copy (on a cold index that copy
-was ~270 MB of base64 through JSON into Redis). The flow takes the vectors from
+``embed_batch`` stores its vectors in the embedding cache and returns their count, so
+Prefect's result does not hold a second copy of them (on a cold index that copy was ~270 MB
+of base64 through JSON into Redis). The flow takes the vectors from
 :func:`batch_vectors`: handed over in-process, or read back from the embedding cache.
 """
 
@@ -88,16 +88,17 @@ def embed_batch(
     texts: list[str],
     in_workers: bool = True,
     handoff: str = "",
-) -> list[str]:
-    """Embed ``texts``, store each vector in the embedding cache under its key (``keys``:
-    :meth:`EmbeddingCache.keys` of ``texts``) and return ``keys``. With a ``handoff`` name,
-    the vectors also wait in this process for :func:`batch_vectors`."""
+) -> int:
+    """Embed ``texts`` and store each vector in the embedding cache under its key (``keys``:
+    :meth:`EmbeddingCache.keys` of ``texts``); returns how many it stored. With a ``handoff``
+    name, the vectors also wait in this process for :func:`batch_vectors`. (A count, not the
+    keys: Prefect walks a list result item by item, ~5 us each.)"""
     rt = runtime(settings)
     vectors = (rt.batch_embedder if in_workers else rt.embedder).embed(texts)
     rt.embeddings.store(keys, vectors)
     if handoff:
         _hand_over(handoff, vectors)
-    return keys
+    return len(keys)
 
 
 _HANDOFF: dict[str, Vectors] = {}
