@@ -46,6 +46,7 @@ from tasks.vectorize_tasks import (
     cached_embed_batch,
     commit_index,
     detect_changes,
+    drop_handoffs,
     fingerprint_repository,
     load_and_chunk,
     lookup_embeddings,
@@ -269,15 +270,18 @@ class Stream:
     def run(self, known: frozenset[str], unchanged_ids: frozenset[str]) -> LoadResult:
         """Consume the loads as they finish; ``known``: IDs the store may already hold."""
         self.known, self.unchanged_ids, files_done = known, unchanged_ids, 0
-        while self._loads:
-            part = self._next_load()
-            self.loaded.merge(part)
-            files_done += len({c.path for c in part.chunks} | part.skipped.keys())
-            self.reporter.progress("files", min(files_done, self._paths), self._paths)
-            self._look_up(part.chunks)
-            self._harvest(block=False)
-        self.reporter.progress("files", self._paths, self._paths)
-        self._harvest(block=True)
+        try:
+            while self._loads:
+                part = self._next_load()
+                self.loaded.merge(part)
+                files_done += len({c.path for c in part.chunks} | part.skipped.keys())
+                self.reporter.progress("files", min(files_done, self._paths), self._paths)
+                self._look_up(part.chunks)
+                self._harvest(block=False)
+            self.reporter.progress("files", self._paths, self._paths)
+            self._harvest(block=True)
+        finally:  # a failed run leaves no vectors waiting in this process
+            drop_handoffs([handoff for _, _, handoff in self._pending.values()])
         self._flush()
         self.loaded.chunks.sort(key=lambda c: (c.path, c.start_line))
         return self.loaded

@@ -113,6 +113,13 @@ def _hand_over(name: str, vectors: Vectors) -> None:
         _HANDOFF[name] = vectors
 
 
+def drop_handoffs(names: list[str]) -> None:
+    """Forget vectors no one will take (the run that asked for them failed)."""
+    with _HANDOFF_LOCK:
+        for name in names:
+            _HANDOFF.pop(name, None)
+
+
 def batch_vectors(settings: Settings, handoff: str, keys: list[str], texts: list[str]) -> Vectors:
     """The vectors of a finished ``embed_batch``: handed over in this process, else (its result
     came from Prefect's cache: another agent, or an earlier attempt, embedded the batch)

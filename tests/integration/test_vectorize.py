@@ -420,7 +420,7 @@ def test_batch_vectors_without_a_handoff_come_from_the_embedding_cache(
     """An embed-batch answered from Prefect's result cache hands over no vectors: they are
     read from the embedding cache, and one the cache lost is embedded again and stored."""
     from tasks.runtime import runtime
-    from tasks.vectorize_tasks import batch_vectors, embed_batch
+    from tasks.vectorize_tasks import batch_vectors, drop_handoffs, embed_batch
 
     settings = load_settings(codeflow_env)
     rt = runtime(settings)
@@ -432,3 +432,8 @@ def test_batch_vectors_without_a_handoff_come_from_the_embedding_cache(
     rt.embedding_store.delete(keys[1])
     assert batch_vectors(settings, "h1", keys, texts).tolist() == expected.tolist()
     assert sorted(rt.embeddings.lookup(keys)) == [0, 1, 2], "the lost vector is stored again"
+    embed_batch.fn(settings, keys, texts, False, "h2")
+    drop_handoffs(["h2"])  # a failed run's vectors are not kept waiting
+    rt.embedding_store.delete(*keys)
+    assert batch_vectors(settings, "h2", keys, texts).tolist() == expected.tolist()
+    assert sorted(rt.embeddings.lookup(keys)) == [0, 1, 2], "re-embedded, not handed over"
