@@ -55,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(exc))
     except KeyboardInterrupt:
         return fail("interrupted", status=130)
+    except RuntimeError as exc:
+        if "Failed to reach API" not in str(exc):  # Prefect's words for a server that is down
+            raise
+        return fail(f"{exc}: is the Prefect server at PREFECT_API_URL running?")
     except Exception as exc:
         import redis
 

@@ -55,12 +55,11 @@ def run_index(args: argparse.Namespace, settings: Settings) -> int:
         root, label = str(repo.root), repo.branch_label()
     if args.branch and args.branch != label:
         raise ConfigError(f"branch {args.branch!r} is not checked out at {root} (HEAD: {label})")
+    from flows.prefect_api import start_prefect_api
     from tasks.backends import check_backends
 
+    api = start_prefect_api(settings)  # starts while the backends are checked
     check_backends(runtime(settings))  # keys, model, dimensions: one line before any work
-    from config.prefect_env import apply_prefect_environment
-
-    apply_prefect_environment(settings)
     from flows.sync import vectorize_flow
 
     vectorize_repository = vectorize_flow(settings)  # threads, or Dask when configured
@@ -72,6 +71,7 @@ def run_index(args: argparse.Namespace, settings: Settings) -> int:
     watcher = threading.Thread(target=view.follow, daemon=True)
     watcher.start()
     try:
+        api.ready()
         summary = vectorize_repository(
             root,
             branch=args.branch,

@@ -110,11 +110,12 @@ def run_remove(args: argparse.Namespace, settings: Settings) -> int:
 def run_sync(args: argparse.Namespace, settings: Settings) -> int:
     known = [e.name for e in Registry(settings.home).entries()]
     check_names(args.names, known)  # a clear error before Prefect starts
-    from config.prefect_env import apply_prefect_environment
+    from flows.prefect_api import start_prefect_api
 
-    apply_prefect_environment(settings)
+    api = start_prefect_api(settings)
     from flows.sync import sync_repositories
 
+    api.ready()
     outcome = sync_repositories(names=args.names or None, force=args.force)
     if args.json:
         print(json.dumps(outcome))

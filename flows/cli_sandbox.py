@@ -62,15 +62,16 @@ def run_in_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     code = _read_code(args.file)
     if args.timeout is not None and not 0 < args.timeout <= 3600:
         raise ConfigError("--timeout must be between 0 and 3600 seconds")
+    from flows.prefect_api import start_prefect_api
     from tasks.docker_runtime import DockerRuntime
 
+    api = start_prefect_api(settings)  # starts while Docker is checked
     docker_runtime = DockerRuntime(image=settings.sandbox_image)
     docker_runtime.check()  # Docker reachable, image built: one clear line otherwise
     docker_runtime.sweep()  # containers left by a crashed run
-    from config.prefect_env import apply_prefect_environment
-
-    apply_prefect_environment(settings)
     from flows.sandbox import run_sandboxed
+
+    api.ready()
 
     result = run_sandboxed(
         code,

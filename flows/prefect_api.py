@@ -1,0 +1,148 @@
+"""Prefect's temporary API server, started early so it overlaps a command's own start-up.
+
+Without ``PREFECT_API_URL``, Prefect runs each flow against a temporary API server that it
+starts when the flow starts, and the flow waits the ~7 s that server needs to answer. A
+command such as ``codeflow index`` spends about as long before its flow begins: importing
+Prefect, LanceDB and the flow, and checking its backends. :func:`start_prefect_api` starts
+the same server (the same ``uvicorn`` command and environment Prefect's
+``SubprocessASGIServer`` uses) as the command begins and points ``PREFECT_API_URL`` at it,
+so both happen at once; :meth:`PrefectApi.ready` waits for it before the first flow, and
+the server stops when the command exits, as Prefect's own does.
+
+Nothing changes when the user points Prefect at a server (``PREFECT_API_URL`` in the
+environment or in the active Prefect profile) or turns ephemeral mode off: then there is
+nothing to start.
+
+>>> api = start_prefect_api(settings)   # before anything imports prefect  # doctest: +SKIP
+>>> api.ready()                         # before the first flow runs        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from config import Settings
+from config.prefect_env import apply_prefect_environment
+from tasks.errors import ConfigError
+
+_SERVER_ENV = {
+    "PREFECT_UI_ENABLED": "0",
+    "PREFECT__SERVER_EPHEMERAL": "1",
+    "PREFECT__SERVER_FINAL": "1",
+}
+_OFF = {"0", "false", "no", "off"}
+
+
+@dataclass
+class PrefectApi:
+    """A temporary API server this process started (``process`` is None when it started
+    none because Prefect is configured to use another)."""
+
+    url: str | None = None
+    process: subprocess.Popen[bytes] | None = None
+    timeout_s: float = 120.0
+
+    def ready(self) -> None:
+        """Wait until the server answers; raise a clear error if it died or never did."""
+        if self.process is None or self.url is None:
+            return
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ConfigError(
+                    f"Prefect's temporary API server exited with status {self.process.returncode}"
+                    " before it answered; set PREFECT_API_URL to use a running server"
+                )
+            if _answers(self.url + "/health"):
+                return
+            time.sleep(0.1)  # polling a subprocess we do not control: no event to wait on
+        raise ConfigError(f"Prefect's temporary API server did not answer in {self.timeout_s} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_prefect_api(settings: Settings) -> PrefectApi:
+    """Apply codeflow's Prefect environment and, when this process would run its flows on
+    Prefect's temporary API server, start that server now. Call before importing prefect."""
+    apply_prefect_environment(settings)
+    if "prefect" in sys.modules or not _uses_ephemeral_api(os.environ):
+        return PrefectApi()  # Prefect read its settings already, or uses another server
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--app-dir", _prefect_parent(), "--factory",
+         "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "error", "--lifespan", "on"],
+        env={**os.environ, **_SERVER_ENV},
+    )  # fmt: skip
+    api = PrefectApi(url, process, _startup_timeout())
+    atexit.register(api.stop)
+    os.environ["PREFECT_API_URL"] = url
+    return api
+
+
+def _uses_ephemeral_api(environ: Mapping[str, str]) -> bool:
+    """No API URL in the environment or the active profile, and ephemeral mode not off."""
+    if environ.get("PREFECT_API_URL"):
+        return False
+    for name in ("PREFECT_SERVER_EPHEMERAL_ENABLED", "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"):
+        if environ.get(name, "").strip().lower() in _OFF:
+            return False
+    home = Path(environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    path = Path(environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml")).expanduser()
+    try:
+        profiles = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return True  # no profile file: Prefect's defaults (ephemeral)
+    active = environ.get("PREFECT_PROFILE") or profiles.get("active", "ephemeral")
+    chosen = profiles.get("profiles", {}).get(active, {})
+    if chosen.get("PREFECT_API_URL"):
+        return False
+    return str(chosen.get("PREFECT_SERVER_EPHEMERAL_ENABLED", "true")).lower() not in _OFF
+
+
+def _startup_timeout() -> float:
+    try:
+        return float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"))
+    except ValueError:
+        return 120.0
+
+
+def _prefect_parent() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("prefect")  # found without importing it
+    if spec is None or spec.origin is None:
+        raise ConfigError("prefect is not installed; reinstall codeflow")
+    return str(Path(spec.origin).parent.parent)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as reply:  # noqa: S310 - our own loopback URL
+            return bool(reply.status == 200)
+    except OSError:
+        return False
