@@ -20,19 +20,16 @@ nothing to start.
 from __future__ import annotations
 
 import atexit
-import os
 import socket
 import subprocess
 import sys
 import time
-import tomllib
 import urllib.request
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from config import Settings
-from config.prefect_env import apply_prefect_environment
+from config.prefect_env import apply_prefect_environment, startup_timeout_s, uses_ephemeral_api
 from tasks.errors import ConfigError
 
 _SERVER_ENV = {
@@ -40,7 +37,6 @@ _SERVER_ENV = {
     "PREFECT__SERVER_EPHEMERAL": "1",
     "PREFECT__SERVER_FINAL": "1",
 }
-_OFF = {"0", "false", "no", "off"}
 
 
 @dataclass
@@ -81,8 +77,8 @@ class PrefectApi:
 def start_prefect_api(settings: Settings) -> PrefectApi:
     """Apply codeflow's Prefect environment and, when this process would run its flows on
     Prefect's temporary API server, start that server now. Call before importing prefect."""
-    apply_prefect_environment(settings)
-    if "prefect" in sys.modules or not _uses_ephemeral_api(os.environ):
+    environ = apply_prefect_environment(settings)
+    if "prefect" in sys.modules or not uses_ephemeral_api(environ):
         return PrefectApi()  # Prefect read its settings already, or uses another server
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
@@ -90,39 +86,12 @@ def start_prefect_api(settings: Settings) -> PrefectApi:
         [sys.executable, "-m", "uvicorn", "--app-dir", _prefect_parent(), "--factory",
          "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
          "--log-level", "error", "--lifespan", "on"],
-        env={**os.environ, **_SERVER_ENV},
+        env={**environ, **_SERVER_ENV},
     )  # fmt: skip
-    api = PrefectApi(url, process, _startup_timeout())
+    api = PrefectApi(url, process, startup_timeout_s(environ))
     atexit.register(api.stop)
-    os.environ["PREFECT_API_URL"] = url
+    environ["PREFECT_API_URL"] = url
     return api
-
-
-def _uses_ephemeral_api(environ: Mapping[str, str]) -> bool:
-    """No API URL in the environment or the active profile, and ephemeral mode not off."""
-    if environ.get("PREFECT_API_URL"):
-        return False
-    for name in ("PREFECT_SERVER_EPHEMERAL_ENABLED", "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"):
-        if environ.get(name, "").strip().lower() in _OFF:
-            return False
-    home = Path(environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
-    path = Path(environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml")).expanduser()
-    try:
-        profiles = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError):
-        return True  # no profile file: Prefect's defaults (ephemeral)
-    active = environ.get("PREFECT_PROFILE") or profiles.get("active", "ephemeral")
-    chosen = profiles.get("profiles", {}).get(active, {})
-    if chosen.get("PREFECT_API_URL"):
-        return False
-    return str(chosen.get("PREFECT_SERVER_EPHEMERAL_ENABLED", "true")).lower() not in _OFF
-
-
-def _startup_timeout() -> float:
-    try:
-        return float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"))
-    except ValueError:
-        return 120.0
 
 
 def _prefect_parent() -> str:

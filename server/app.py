@@ -95,12 +95,6 @@ class ServerContext:
         if not self.sessions:
             self._emptied.set()
 
-    def search(self, repo: str, query: str, limit: int) -> list[dict[str, Any]]:
-        """``/api/search``'s work (blocking: run it on :attr:`searches`)."""
-        from tasks.repo_search import search_repository
-
-        return search_repository(self.settings, repo, query, limit)
-
     def authorized(self, request: tornado.httputil.HTTPServerRequest) -> bool:
         """Any valid token (``?token=`` or ``Authorization: Bearer``) opens the HTTP API."""
         token = request.query_arguments.get("token", [b""])[0].decode(errors="replace")

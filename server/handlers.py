@@ -203,10 +203,12 @@ class SearchHandler(_PlainHandler):
         if not repo or not limit.isdigit():
             self.write_json(400, {"error": "repo=PATH is required and limit must be a number"})
             return
-        loop = asyncio.get_running_loop()
+        from tasks.repo_search import search_repository  # LanceDB and the embedder: on use
+
+        ctx, loop = self.context, asyncio.get_running_loop()
         try:
             results = await loop.run_in_executor(
-                self.context.searches, self.context.search, repo, query, int(limit)
+                ctx.searches, search_repository, ctx.settings, repo, query, int(limit)
             )
         except ConfigError as exc:
             self.write_json(400, {"error": str(exc)})

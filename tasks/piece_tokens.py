@@ -135,12 +135,8 @@ class PieceTokenizer:
         # One model call per piece: ~2x faster than ``encode_batch_fast`` over the pieces
         # (no Encoding objects), and far faster than one call over them joined (BPE time
         # grows faster than linearly with the length of a word).
-        tokenize, ids, starts, lengths = (
-            self._model.tokenize,
-            self._ids,
-            self._starts,
-            self._lengths,
-        )
+        tokenize, ids = self._model.tokenize, self._ids
+        starts, lengths = self._starts, self._lengths
         for piece in new:
             learned = [token.id for token in tokenize(piece)]  # may raise: then nothing is noted
             self._index[piece] = len(starts)

@@ -117,6 +117,10 @@ def corpus_texts(repo: Path, files: list[Path]) -> list[str]:
     return [c.text for c in chunks]
 
 
+def flow_batches(texts: list[str], size: int = 2048) -> list[list[str]]:
+    return [texts[i : i + size] for i in range(0, len(texts), size)]
+
+
 def embedder_seconds(texts: list[str], workers: int) -> float:
     """The local embedder alone over ``texts`` in the flow's batches of 2,048: in this
     process when ``workers`` is 0, else spread over that many worker processes (the model
@@ -126,7 +130,7 @@ def embedder_seconds(texts: list[str], workers: int) -> float:
     from tasks.embedders import LocalEmbedder
     from tasks.worker_pool import PooledLocalEmbedder, WorkerPool
 
-    batches = [texts[i : i + 2048] for i in range(0, len(texts), 2048)]
+    batches = flow_batches(texts)
     if workers == 0:
         embedder = LocalEmbedder()
         start = time.perf_counter()
@@ -170,7 +174,7 @@ def wordllama_seconds(texts: list[str], workers: int) -> float:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, wait
 
-    batches = [texts[i : i + 2048] for i in range(0, len(texts), 2048)]
+    batches = flow_batches(texts)
     spawn = multiprocessing.get_context("spawn")  # this process runs threads: never fork it
     with ProcessPoolExecutor(workers, spawn, initializer=_load_wordllama) as processes:
         wait([processes.submit(_wordllama_embed, ["x"]) for _ in range(workers * 2)])

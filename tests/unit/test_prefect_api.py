@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.prefect_api import _uses_ephemeral_api
+from config.prefect_env import uses_ephemeral_api
 
 
 def test_no_url_anywhere_means_the_temporary_server(tmp_path: Path) -> None:
-    assert _uses_ephemeral_api({"PREFECT_HOME": str(tmp_path)})
+    assert uses_ephemeral_api({"PREFECT_HOME": str(tmp_path)})
 
 
 def test_an_api_url_in_the_environment_wins(tmp_path: Path) -> None:
     env = {"PREFECT_HOME": str(tmp_path), "PREFECT_API_URL": "http://prefect:4200/api"}
-    assert not _uses_ephemeral_api(env)
+    assert not uses_ephemeral_api(env)
 
 
 def test_ephemeral_mode_turned_off(tmp_path: Path) -> None:
     for name in ("PREFECT_SERVER_EPHEMERAL_ENABLED", "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"):
-        assert not _uses_ephemeral_api({"PREFECT_HOME": str(tmp_path), name: "False"})
+        assert not uses_ephemeral_api({"PREFECT_HOME": str(tmp_path), name: "False"})
 
 
 def test_the_active_profile_is_read(tmp_path: Path) -> None:
@@ -28,10 +28,10 @@ def test_the_active_profile_is_read(tmp_path: Path) -> None:
         '[profiles.local]\nPREFECT_LOGGING_LEVEL = "DEBUG"\n'
     )
     env = {"PREFECT_HOME": str(tmp_path)}
-    assert not _uses_ephemeral_api(env)
-    assert _uses_ephemeral_api({**env, "PREFECT_PROFILE": "local"})
+    assert not uses_ephemeral_api(env)
+    assert uses_ephemeral_api({**env, "PREFECT_PROFILE": "local"})
 
 
 def test_an_unreadable_profile_file_falls_back_to_prefects_default(tmp_path: Path) -> None:
     (tmp_path / "profiles.toml").write_text("not [ toml")
-    assert _uses_ephemeral_api({"PREFECT_HOME": str(tmp_path)})
+    assert uses_ephemeral_api({"PREFECT_HOME": str(tmp_path)})
