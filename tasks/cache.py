@@ -65,6 +65,7 @@ class RedisCache:
         self.client = client
         self.namespace = validate_namespace(namespace)
         self.prefix = prefix(namespace)
+        self._key_prefix = key_name(namespace, "k", "")
         self.ttl_s = int(ttl_s)
         self.retry_after_s = retry_after_s
         self.lock_ttl_s = lock_ttl_s
@@ -74,6 +75,7 @@ class RedisCache:
         self._flights: dict[str, threading.Lock] = {}
         self._get_many = client.register_script(cache_scripts.GET_MANY)
         self._set_many = client.register_script(cache_scripts.SET_MANY)
+        self._expire_many = client.register_script(cache_scripts.EXPIRE_MANY)
         self._bump = client.register_script(cache_scripts.BUMP)
         self._release = client.register_script(cache_scripts.RELEASE_LOCK)
 
@@ -116,15 +118,26 @@ class RedisCache:
         if not items:
             return
         names = [self._key(k) for k in items]
-        args: list[str | bytes | int] = [
-            self.prefix,
-            self.ttl_s,
-            " ".join(validate_part(t, "tag") for t in tags),
-            " ".join(validate_part(d, "dependency") for d in depends_on),
-            *(encode_value(v) for v in items.values()),
-        ]
-        if self._guarded(lambda: self._set_many(keys=names, args=args)) is not None:
+        values = [encode_value(v) for v in items.values()]
+        if tags or depends_on:
+            args: list[str | bytes | int] = [
+                self.prefix,
+                self.ttl_s,
+                " ".join(validate_part(t, "tag") for t in tags),
+                " ".join(validate_part(d, "dependency") for d in depends_on),
+                *values,
+            ]
+            stored = self._guarded(lambda: self._set_many(keys=names, args=args))
+        else:  # no header to record: MSET, then the TTLs, in one transaction
+            stored = self._guarded(lambda: self._set_plain(names, values))
+        if stored is not None:
             self.counters["sets"] += len(names)
+
+    def _set_plain(self, names: list[str], values: list[bytes]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.mset(dict(zip(names, values, strict=True)))
+        self._expire_many(keys=names, args=[self.prefix, self.ttl_s], client=pipe)
+        return pipe.execute()
 
     def delete(self, *keys: str) -> int:
         names = [self._key(k) for k in keys]
@@ -243,7 +256,7 @@ class RedisCache:
         self._retry_at = time.monotonic() + self.retry_after_s
 
     def _key(self, key: str) -> str:
-        return key_name(self.namespace, "k", validate_part(key))
+        return self._key_prefix + validate_part(key)
 
     def stats(self) -> dict[str, float]:
         """This process's counters plus the namespace's shared ones (``shared_*``)."""

