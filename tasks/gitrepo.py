@@ -8,10 +8,10 @@ It answers two questions for the vectorization pipeline, both without following 
   reports as changed or untracked is hashed, by one ``git hash-object`` process per 1,000
   paths, so the SHA is exactly git's (clean filters included) and a no-op run costs two
   to four git processes whatever the repository's size (~40 ms for 10,000 files).
-* *Give me these files' bytes, safely.* :meth:`GitRepository.read_files` opens every path
-  component relative to a directory descriptor with ``O_NOFOLLOW``: a symlink anywhere on
-  the path, ``..``, an absolute path or a FIFO is refused, and a file's size is checked on
-  the open descriptor before a byte is read.
+* *Give me these files' bytes, safely.* :meth:`GitRepository.read_files`
+  (:mod:`tasks.safe_files`) opens every path component relative to a directory descriptor
+  with ``O_NOFOLLOW``: a symlink anywhere on the path, ``..``, an absolute path or a FIFO
+  is refused, and a file's size is checked on the open descriptor before a byte is read.
 
 Symlinks are never followed and never indexed, wherever they point (inside the repository
 the target is indexed under its own path anyway). Submodules and nested repositories are
@@ -24,9 +24,7 @@ skipped. Every skip is reported with a reason, one of :data:`SKIP_REASONS`.
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import itertools
 import os
 import re
 import stat
@@ -39,16 +37,22 @@ import git
 from git.refs.symbolic import SymbolicReference
 
 from tasks.errors import RepositoryError
+from tasks.safe_files import (
+    SKIP_INVALID,
+    SKIP_NOT_REGULAR,
+    SKIP_OVERSIZED,
+    SKIP_SYMLINK,
+    SKIP_UNREADABLE,
+    SKIP_VANISHED,
+    PathSkipped,
+    lstat_kind,
+    read_files,
+    split_rel,
+)
 
 SKIP_SUBMODULE = "submodule"
-SKIP_SYMLINK = "symlink"
 SKIP_IGNORED = "ignored-by-codeflowignore"
-SKIP_NOT_REGULAR = "not-a-regular-file"
 SKIP_NON_UTF8 = "non-utf8-name"
-SKIP_OVERSIZED = "oversized"
-SKIP_UNREADABLE = "unreadable"
-SKIP_VANISHED = "vanished"
-SKIP_INVALID = "invalid-path"
 SKIP_REASONS = frozenset(
     {SKIP_SUBMODULE, SKIP_SYMLINK, SKIP_IGNORED, SKIP_NOT_REGULAR, SKIP_NON_UTF8}
     | {SKIP_OVERSIZED, SKIP_UNREADABLE, SKIP_VANISHED, SKIP_INVALID}
@@ -57,10 +61,7 @@ SKIP_REASONS = frozenset(
 _MODE_SUBMODULE = "160000"
 _MODE_SYMLINK = "120000"
 _HASH_BATCH = 1000
-_READ_CHUNK = 1 << 20
 _COMMIT_ID = re.compile(r"[0-9a-fA-F]{4,64}")
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,6 @@ class _Scan:
     changed: set[str]  # tracked paths git status reports (vs HEAD or the index)
     untracked: list[str]  # not ignored by .gitignore; nested repositories end with "/"
     skipped: dict[str, str]
-
-
-class _Skip(Exception):
-    """Internal: one path cannot be read; ``reason`` is one of :data:`SKIP_REASONS`."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class GitRepository:
@@ -249,8 +242,8 @@ class GitRepository:
     def _ignore_file_path(self, ignore_file: str) -> str | None:
         """The ignore file's absolute path, if it is a regular file inside the root."""
         try:
-            parts = _split_rel(ignore_file)
-        except _Skip as exc:
+            parts = split_rel(ignore_file)
+        except PathSkipped as exc:
             raise RepositoryError(f"{ignore_file!r}: ignore file must be repo-relative") from exc
         candidate = self._root.joinpath(*parts)
         try:
@@ -291,7 +284,7 @@ class GitRepository:
         for path in paths:
             if path in skipped:
                 continue
-            kind = _lstat_kind(self._root, path)
+            kind = lstat_kind(self._root, path)
             if kind == "missing":
                 missing.append(path)
             elif kind != "regular":
@@ -354,31 +347,8 @@ class GitRepository:
         self, rel_paths: Sequence[str], max_bytes: int | None
     ) -> tuple[dict[str, bytes], dict[str, str]]:
         """Read many files; returns contents and skipped ``path -> reason``. Never raises
-        for one bad file. Paths sharing a folder share one walk down to it.
-
-        ``max_bytes`` is checked with ``fstat`` on the opened descriptor before reading
-        (``None``: no limit), so a 50 MB file costs one ``open`` and no read.
-        """
-        contents: dict[str, bytes] = {}
-        skipped: dict[str, str] = {}
-        valid: list[tuple[list[str], str]] = []
-        for rel in rel_paths:
-            try:
-                valid.append((_split_rel(rel), rel))
-            except _Skip as exc:
-                skipped[rel] = exc.reason
-        try:
-            root_fd = os.open(self._root, _DIR_FLAGS)
-        except OSError as exc:
-            raise RepositoryError(f"{self._root}: work tree is gone ({exc.strerror})") from exc
-        try:
-            for parents, group in itertools.groupby(sorted(valid), key=lambda v: v[0][:-1]):
-                read, failed = _read_group(root_fd, parents, list(group), max_bytes)
-                contents.update(read)
-                skipped.update(failed)
-        finally:
-            os.close(root_fd)
-        return contents, skipped
+        for one bad file (see :func:`tasks.safe_files.read_files`)."""
+        return read_files(self._root, rel_paths, max_bytes)
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -414,123 +384,6 @@ def _decode_path(raw: bytes, skipped: dict[str, str]) -> str | None:
 def _decode_all(out: bytes, skipped: dict[str, str]) -> list[str]:
     decoded = (_decode_path(record, skipped) for record in _split_z(out))
     return [path for path in decoded if path is not None]
-
-
-def _split_rel(rel: str) -> list[str]:
-    """``a/b/c.py`` -> ``["a", "b", "c.py"]``; refuses absolute, ``..``, ``.git`` and NULs."""
-    parts = rel.split("/")
-    if not rel or "\0" in rel or any(p in ("", ".", "..", ".git") for p in parts):
-        raise _Skip(SKIP_INVALID)
-    return parts
-
-
-def _lstat_kind(root: Path, rel: str) -> str:
-    """``regular``, ``missing``, or the skip reason for anything else (never follows).
-
-    A folder on the way that became a symlink counts as a symlink: ``lstat`` alone would
-    follow it, and ``git hash-object`` would hash whatever it points at.
-    """
-    path = root / rel
-    try:
-        if "/" in rel and path.parent.resolve() != path.parent:
-            return SKIP_SYMLINK
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return "missing"
-    except OSError:
-        return SKIP_UNREADABLE
-    if stat.S_ISLNK(mode):
-        return SKIP_SYMLINK
-    return "regular" if stat.S_ISREG(mode) else SKIP_NOT_REGULAR
-
-
-def _open_dirs(root_fd: int, parts: Sequence[str]) -> int:
-    """Descend ``parts`` from ``root_fd`` one ``openat(O_NOFOLLOW)`` at a time."""
-    fd = root_fd
-    try:
-        for name in parts:
-            try:
-                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            except OSError as exc:
-                raise _Skip(_open_error_reason(exc, fd, name)) from exc
-            if fd != root_fd:
-                os.close(fd)
-            fd = child
-    except _Skip:
-        if fd != root_fd:
-            os.close(fd)
-        raise
-    return fd
-
-
-def _read_group(
-    root_fd: int, parents: list[str], group: list[tuple[list[str], str]], max_bytes: int | None
-) -> tuple[dict[str, bytes], dict[str, str]]:
-    """Read files sharing one folder, walking down to that folder once."""
-    contents: dict[str, bytes] = {}
-    skipped: dict[str, str] = {}
-    try:
-        dir_fd = _open_dirs(root_fd, parents)
-    except _Skip as exc:
-        return contents, {rel: exc.reason for _, rel in group}
-    try:
-        for parts, rel in group:
-            try:
-                contents[rel] = _read_regular(dir_fd, parts[-1], max_bytes)
-            except _Skip as exc:
-                skipped[rel] = exc.reason
-    finally:
-        if dir_fd != root_fd:
-            os.close(dir_fd)
-    return contents, skipped
-
-
-def _read_regular(dir_fd: int, name: str, max_bytes: int | None) -> bytes:
-    """Open without following, check type and size on the descriptor, then read."""
-    try:
-        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
-    except OSError as exc:
-        raise _Skip(_open_error_reason(exc, dir_fd, name)) from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise _Skip(SKIP_NOT_REGULAR)
-        if max_bytes is not None and info.st_size > max_bytes:
-            raise _Skip(SKIP_OVERSIZED)
-        data = _read_up_to(fd, None if max_bytes is None else max_bytes + 1)
-    except OSError as exc:
-        raise _Skip(SKIP_UNREADABLE) from exc
-    finally:
-        os.close(fd)
-    if max_bytes is not None and len(data) > max_bytes:
-        raise _Skip(SKIP_OVERSIZED)  # it grew after fstat
-    return data
-
-
-def _read_up_to(fd: int, limit: int | None) -> bytes:
-    """Read to EOF, stopping after ``limit`` bytes if given (the file may be growing)."""
-    chunks: list[bytes] = []
-    size = 0
-    while limit is None or size < limit:
-        chunk = os.read(fd, _READ_CHUNK if limit is None else min(limit - size, _READ_CHUNK))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-def _open_error_reason(exc: OSError, dir_fd: int, name: str) -> str:
-    """Map an ``openat`` failure to a skip reason (a symlink shows as ELOOP or ENOTDIR)."""
-    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-        try:
-            mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
-        except OSError:
-            return SKIP_VANISHED
-        return SKIP_SYMLINK if stat.S_ISLNK(mode) else SKIP_NOT_REGULAR
-    if exc.errno in (errno.ENOENT, errno.ESTALE):
-        return SKIP_VANISHED
-    return SKIP_UNREADABLE
 
 
 def _first_stderr_line(exc: git.GitCommandError) -> str:

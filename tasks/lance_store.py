@@ -6,10 +6,11 @@ symbol + text, the BM25 field) and its vector.
 
 Choices, measured on 100K rows x 256 dims, 2 cores (see ``benchmarks/search/run.py``):
 
-* **Vector search: exact dot product over an in-process float32 matrix** (~3 ms), cached
-  per table version. LanceDB's brute-force query took ~130 ms; IVF_HNSW_SQ built in 63 s
-  (~4 ms/query); IVF_PQ built in 40 s with poor recall without refinement; IVF_FLAT built
-  in 1 s but needed ~9 ms for 94% recall. The matrix costs ~1 KB per chunk of memory and
+* **Vector search: exact dot product over an in-process float32 matrix** (~4-10 ms: BLAS's
+  matrix-vector product on one thread, memory-bound), cached per table version. LanceDB's
+  brute-force query took ~130 ms; IVF_HNSW_SQ built in 63 s (~4 ms/query); IVF_PQ built in
+  40 s with poor recall without refinement; IVF_FLAT built in 1 s but needed ~9 ms for 94%
+  recall. The matrix costs ~1 KB per chunk of memory and
   one column scan (~0.3 s at 100K) after each change to the table; it is exact, and needs
   no index upkeep after upserts and deletes. ``cache_vectors=False`` uses LanceDB's own
   search instead (better for one-shot processes that run a single query).
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
+from threadpoolctl import ThreadpoolController
 
 from tasks.errors import ConfigError, VectorStoreError
 from tasks.lance_tables import (
@@ -50,6 +52,8 @@ from tasks.lance_tables import (
 from tasks.records import Chunk, SearchHit
 
 __all__ = ["LanceStore", "table_name"]
+
+_BLAS = ThreadpoolController()  # finds numpy's BLAS once; limit() is then ~10 us
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,13 +192,15 @@ class LanceStore(LanceTables):
     ) -> list[SearchHit]:
         """Exact top-``limit`` by dot product, then the rows' columns by row id.
 
-        ``einsum`` rather than ``@``: a matrix-vector product is memory-bound, and BLAS's
-        worker threads keep spinning after the call, starving LanceDB's threads on 2 cores.
+        BLAS on one thread: its worker threads keep spinning after the call, starving the
+        BM25 search LanceDB runs at the same time on 2 cores. (One BLAS thread: ~4 ms at
+        100K x 256; ``einsum``, which avoids BLAS: ~11-13 ms.)
         """
         matrix = self._matrix(namespace, table)
         if matrix.ids.size == 0:
             return []
-        scores = np.einsum("ij,j->i", matrix.vectors, query)
+        with _BLAS.limit(limits=1, user_api="blas"):
+            scores = matrix.vectors @ query.astype(np.float32, copy=False)
         k = min(limit, scores.size)
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.lexsort((top, -scores[top]))]
