@@ -6,8 +6,8 @@ symbol + text, the BM25 field) and its vector.
 
 Choices, measured on 100K rows x 256 dims, 2 cores (see ``benchmarks/search/run.py``):
 
-* **Vector search: exact dot product over an in-process float32 matrix** (~4-10 ms: BLAS's
-  matrix-vector product on one thread, memory-bound), cached per table version. LanceDB's
+* **Vector search: exact dot product over an in-process float32 matrix** (~2.5 ms at 100K:
+  BLAS's matrix-vector product on every core), cached per table version. LanceDB's
   brute-force query took ~130 ms; IVF_HNSW_SQ built in 63 s (~4 ms/query); IVF_PQ built in
   40 s with poor recall without refinement; IVF_FLAT built in 1 s but needed ~9 ms for 94%
   recall. The matrix costs ~1 KB per chunk of memory and
@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
-from threadpoolctl import ThreadpoolController
 
 from tasks.errors import ConfigError, VectorStoreError
 from tasks.lance_tables import (
@@ -53,17 +52,16 @@ from tasks.records import Chunk, SearchHit
 
 __all__ = ["LanceStore", "table_name"]
 
-_BLAS = ThreadpoolController()  # finds numpy's BLAS once; limit() is then ~10 us
-
 
 @dataclass(frozen=True, slots=True)
 class _Matrix:
-    """Every vector of one table version, with its row's id at the same position."""
+    """Every vector of one table version, with its row's id at the same position, and that
+    version of the table (Lance's dataset, whose row positions are the matrix's)."""
 
     version: int
     ids: NDArray[np.object_]
-    row_ids: NDArray[np.uint64]
     vectors: NDArray[np.float32]
+    dataset: Any
 
 
 class LanceStore(LanceTables):
@@ -170,19 +168,14 @@ class LanceStore(LanceTables):
         cached = self._matrices.get(name)
         if cached is not None and cached.version == version:
             return cached
-        data = (
-            table.search()
-            .select(["id", "vector"])
-            .with_row_id(True)
-            .limit(table.count_rows() + 1)
-            .to_arrow()
-        )
+        dataset = table.to_lance()  # this version, pinned: positions stay valid
+        data = dataset.to_table(columns=["id", "vector"])
         flat = data["vector"].combine_chunks().values.to_numpy(zero_copy_only=False)
         matrix = _Matrix(
-            version=version,
+            version=int(dataset.version),
             ids=np.asarray(data["id"].to_pylist(), dtype=object),
-            row_ids=data["_rowid"].to_numpy(),
             vectors=np.ascontiguousarray(flat, dtype=np.float32).reshape(-1, self._dimensions),
+            dataset=dataset,
         )
         self._matrices[name] = matrix
         return matrix
@@ -190,38 +183,25 @@ class LanceStore(LanceTables):
     def _query_matrix(
         self, namespace: str, table: Any, query: NDArray[np.float32], limit: int
     ) -> list[SearchHit]:
-        """Exact top-``limit`` by dot product, then the rows' columns by row id.
+        """Exact top-``limit`` by dot product, then those rows' columns by position in the
+        matrix's own version of the table (Lance's ``take``: ~2.5 ms for 50 rows, half of
+        LanceDB's ``take_row_ids``). The matrix is re-read when the table's version moves,
+        so a query sees one consistent version.
 
-        BLAS on one thread: its worker threads keep spinning after the call, starving the
-        BM25 search LanceDB runs at the same time on 2 cores. (One BLAS thread: ~4 ms at
-        100K x 256; ``einsum``, which avoids BLAS: ~11-13 ms.)
+        The product is BLAS's, on every core: ~2.5 ms at 100K x 256 on 2 cores, against
+        ~8-10 ms on one thread and ~11-15 ms for ``einsum``. (BLAS's threads spin for a while
+        after the call, so :func:`tasks.search.hybrid_search` runs BM25 before, not beside.)
         """
         matrix = self._matrix(namespace, table)
         if matrix.ids.size == 0:
             return []
-        with _BLAS.limit(limits=1, user_api="blas"):
-            scores = matrix.vectors @ query.astype(np.float32, copy=False)
+        scores = matrix.vectors @ query.astype(np.float32, copy=False)
         k = min(limit, scores.size)
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.lexsort((top, -scores[top]))]
-        rows = self._fetch(namespace, table, [str(i) for i in matrix.ids[top]], matrix.row_ids[top])
+        rows = matrix.dataset.take(top.tolist(), columns=HIT_COLUMNS).to_pylist()
         return [
             hit_from_row(row, scores[position])
             for position, row in zip(top, rows, strict=True)
-            if row is not None
+            if row["id"] == matrix.ids[position]
         ]
-
-    def _fetch(
-        self, namespace: str, table: Any, ids: list[str], row_ids: NDArray[np.uint64]
-    ) -> list[dict[str, Any] | None]:
-        """Rows for ``ids`` in order; ``None`` for rows deleted since the matrix was read.
-
-        Row ids are read with the matrix; a write since then may have moved a row, so every
-        row taken is checked by id and the ones that moved are looked up by id instead.
-        """
-        taken = table.take_row_ids([int(r) for r in row_ids]).select(HIT_COLUMNS).to_arrow()
-        by_id = {row["id"]: row for row in taken.to_pylist()}
-        missing = [i for i in ids if i not in by_id]
-        if missing:
-            by_id.update(self.rows(namespace, missing))
-        return [by_id.get(i) for i in ids]

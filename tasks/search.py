@@ -15,7 +15,6 @@ default, Pinecone in production); ``HybridStore`` is what search reads through.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -79,9 +78,6 @@ def _check(query: str, limit: int, store: HybridStore, embedder: Embedder) -> st
     return text
 
 
-_BM25 = ThreadPoolExecutor(max_workers=4, thread_name_prefix="codeflow-bm25")
-
-
 def hybrid_search(
     query: str,
     *,
@@ -99,8 +95,9 @@ def hybrid_search(
     text = _check(query, limit, store, embedder)
     candidates = max(limit * CANDIDATES_PER_HIT, MIN_CANDIDATES)
     tokens = unique_tokens(code_tokens(text))
-    # BM25 (LanceDB, in Rust) runs on another thread while this one embeds the query and
-    # scans the vectors (numpy): both release the GIL, so the latency is the slower half.
-    lexical = _BM25.submit(store.text_search, namespace, tokens, candidates) if tokens else None
+    # BM25, then vectors, one after the other: each is faster with both cores to itself
+    # (LanceDB's search threads; BLAS's, which spin for a while after the product) than
+    # the two side by side. Measured at 100K chunks, interleaved: p50 18.3 ms against 22.2.
+    lexical = store.text_search(namespace, tokens, candidates) if tokens else []
     semantic = store.query(namespace, embedder.embed([text])[0], candidates)
-    return fuse(lexical.result() if lexical else [], semantic, text, limit)
+    return fuse(lexical, semantic, text, limit)
