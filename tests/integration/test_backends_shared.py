@@ -25,8 +25,8 @@ from tasks.records import Chunk
 from tasks.search import HybridStore, VectorStore, hybrid_search
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.pinecone_server import PineconeFake
+from tests.store_support import NS, put, snippets, synthetic
 
-NS = "github.com/acme/app@main"
 OPENAI_KEY = "sk-test-shared-suite"
 PINECONE_KEY = "pc-test-shared-suite"
 Store = LanceStore | PineconeStore
@@ -59,33 +59,6 @@ def embedder(request: pytest.FixtureRequest, local_embedder: LocalEmbedder) -> I
         return
     with OpenAIFake(OPENAI_KEY) as fake:
         yield OpenAIEmbedder(api_key=OPENAI_KEY, base_url=fake.base_url, dimensions=256)
-
-
-def snippets() -> list[Chunk]:
-    sources = {
-        "app/config.py": (
-            "load_config",
-            "def load_config(path):\n    return json.load(open(path))",
-        ),
-        "app/server.py": ("HTTPServer", "class HTTPServer:\n    def serve_forever(self): ..."),
-        "app/maths.py": ("fibonacci", "def fibonacci(n):\n    a, b = 0, 1\n    return a"),
-        "app/text.py": ("slugify", "def slugify(title):\n    return re.sub('[^a-z]+', '-', title)"),
-    }
-    return [
-        Chunk(path, "python", 1, 3, text, symbol, "function")
-        for path, (symbol, text) in sources.items()
-    ]
-
-
-def synthetic(n: int) -> list[Chunk]:
-    return [
-        Chunk(f"gen/m{i // 50}.py", "python", i, i + 1, f"def handler_{i}(event):\n    return {i}")
-        for i in range(n)
-    ]
-
-
-def put(store: Store, embedder: Embedder, chunks: list[Chunk], ns: str = NS) -> None:
-    store.upsert(ns, chunks, embedder.embed([c.text for c in chunks]))
 
 
 # ---- stores ----------------------------------------------------------------------------

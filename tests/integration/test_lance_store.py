@@ -1,21 +1,18 @@
-"""LanceStore against a real LanceDB in tmp_path, with the real LocalEmbedder."""
+"""What is particular to LanceStore (real LanceDB in tmp_path, real LocalEmbedder); what every
+store must do is in ``test_backends_shared.py``, which runs it against LanceDB too."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from tasks.codetokens import code_tokens
 from tasks.embedders import LocalEmbedder
 from tasks.errors import ConfigError, VectorStoreError
 from tasks.lance_store import LanceStore, table_name
 from tasks.records import Chunk
-from tasks.search import VectorStore
-
-NS = "github.com/acme/app@main"
+from tests.store_support import NS, put, snippets
 
 
 @pytest.fixture(scope="module")
@@ -26,69 +23,6 @@ def embedder() -> LocalEmbedder:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[LanceStore]:
     yield LanceStore(tmp_path / "lancedb", dimensions=256)
-
-
-def snippets() -> list[Chunk]:
-    sources = {
-        "app/config.py": (
-            "load_config",
-            "def load_config(path):\n    return json.load(open(path))",
-        ),
-        "app/server.py": ("HTTPServer", "class HTTPServer:\n    def serve_forever(self): ..."),
-        "app/maths.py": ("fibonacci", "def fibonacci(n):\n    a, b = 0, 1\n    return a"),
-        "app/text.py": ("slugify", "def slugify(title):\n    return re.sub('[^a-z]+', '-', title)"),
-    }
-    return [
-        Chunk(path, "python", 1, 3, text, symbol, "function")
-        for path, (symbol, text) in sources.items()
-    ]
-
-
-def synthetic(n: int) -> list[Chunk]:
-    return [
-        Chunk(f"gen/m{i // 50}.py", "python", i, i + 1, f"def handler_{i}(event):\n    return {i}")
-        for i in range(n)
-    ]
-
-
-def put(store: LanceStore, embedder: LocalEmbedder, chunks: list[Chunk], ns: str = NS) -> None:
-    store.upsert(ns, chunks, embedder.embed([c.text for c in chunks]))
-
-
-def test_store_satisfies_the_protocol(store: LanceStore) -> None:
-    backend: VectorStore = store
-    assert backend.count(NS) == 0
-
-
-def test_upsert_twice_keeps_one_row_per_id(store: LanceStore, embedder: LocalEmbedder) -> None:
-    chunks = snippets()
-    put(store, embedder, chunks)
-    put(store, embedder, chunks)
-    put(store, embedder, chunks + chunks[:2])  # duplicates inside one batch too
-    assert store.count(NS) == len(chunks)
-    assert store.ids(NS) == {c.id for c in chunks}
-
-
-def test_delete_2500_ids_in_batches(store: LanceStore, embedder: LocalEmbedder) -> None:
-    chunks = synthetic(3000)
-    put(store, embedder, chunks)
-    doomed = [c.id for c in chunks[:2500]]
-    store.delete(NS, [*doomed, "not-an-id", "it's quoted"])
-    assert store.count(NS) == 500
-    assert store.ids(NS) == {c.id for c in chunks[2500:]}
-    store.delete(NS, doomed)  # repeating a delete is harmless
-    assert store.count(NS) == 500
-
-
-def test_vector_query_finds_the_nearest_chunk(store: LanceStore, embedder: LocalEmbedder) -> None:
-    chunks = snippets()
-    put(store, embedder, chunks)
-    target = chunks[2]
-    hits = store.query(NS, embedder.embed([target.text])[0], limit=3)
-    assert hits[0].id == target.id
-    assert hits[0].path == "app/maths.py" and hits[0].symbol == "fibonacci"
-    assert hits[0].score == pytest.approx(1.0, abs=1e-4)
-    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
 def test_lance_vector_search_agrees_with_the_matrix(
@@ -102,14 +36,6 @@ def test_lance_vector_search_agrees_with_the_matrix(
     assert [h.score for h in ours] == pytest.approx([h.score for h in theirs], abs=1e-4)
 
 
-def test_text_search_uses_code_tokens(store: LanceStore, embedder: LocalEmbedder) -> None:
-    put(store, embedder, snippets())
-    hits = store.text_search(NS, code_tokens("serve forever"), limit=5)
-    assert hits and hits[0].path == "app/server.py"
-    assert store.text_search(NS, code_tokens("http"), limit=5)[0].symbol == "HTTPServer"
-    assert store.text_search(NS, [], limit=5) == []
-
-
 def test_rows_written_after_the_index_are_searchable(
     store: LanceStore, embedder: LocalEmbedder
 ) -> None:
@@ -118,23 +44,14 @@ def test_rows_written_after_the_index_are_searchable(
     put(store, embedder, [late])
     assert [h.id for h in store.text_search(NS, ["frobnicate"], 5)] == [late.id]
     assert store.query(NS, embedder.embed([late.text])[0], 1)[0].id == late.id
-    store.optimize(NS)
+    store.optimize(NS)  # compaction moves rows: the matrix must be read again
     assert [h.id for h in store.text_search(NS, ["frobnicate"], 5)] == [late.id]
+    hits = store.query(NS, embedder.embed([late.text])[0], 5)
+    assert hits[0].id == late.id and hits[0].text == late.text
+    assert len({h.id for h in hits}) == len(hits) == 5
     table = store._open(NS)
     assert table is not None  # a small table ends with every row in the text index
     assert table.index_stats("tokens_idx").num_unindexed_rows == 0
-
-
-def test_namespaces_are_isolated(store: LanceStore, embedder: LocalEmbedder) -> None:
-    chunks = snippets()
-    put(store, embedder, chunks[:2], ns="repo@main")
-    put(store, embedder, chunks[2:], ns="repo@feature/x")
-    assert store.ids("repo@main") == {c.id for c in chunks[:2]}
-    assert store.ids("repo@feature/x") == {c.id for c in chunks[2:]}
-    assert store.text_search("repo@main", ["fibonacci"], 5) == []
-    store.drop("repo@feature/x")
-    assert store.count("repo@feature/x") == 0
-    assert store.count("repo@main") == 2
 
 
 def test_reopened_store_and_other_instances_see_the_data(
@@ -154,26 +71,12 @@ def test_reopened_store_and_other_instances_see_the_data(
     assert LanceStore(tmp_path / "db", dimensions=256).count(NS) == 3
 
 
-def test_unknown_namespace_is_empty(store: LanceStore) -> None:
-    assert store.count("nobody@main") == 0
-    assert store.ids("nobody@main") == set()
-    assert store.query("nobody@main", np.full(256, 1 / 16, dtype=np.float32), 5) == []
-    assert store.text_search("nobody@main", ["x"], 5) == []
-    store.delete("nobody@main", ["x"])
-    store.drop("nobody@main")
-
-
-def test_dimension_mismatches_are_refused(
+def test_a_table_of_other_dimensions_is_refused_on_open(
     tmp_path: Path, store: LanceStore, embedder: LocalEmbedder
 ) -> None:
-    chunks = snippets()
-    with pytest.raises(VectorStoreError, match="shape"):
-        store.upsert(NS, chunks, np.zeros((len(chunks), 64), dtype=np.float32))
-    put(store, embedder, chunks)
+    put(store, embedder, snippets())
     with pytest.raises(VectorStoreError, match="256-dim"):
         LanceStore(tmp_path / "lancedb", dimensions=64).count(NS)
-    with pytest.raises(VectorStoreError, match="dims"):
-        store.query(NS, np.zeros(64, dtype=np.float32), 3)
 
 
 def test_table_names_are_safe_and_distinct() -> None:
