@@ -91,12 +91,14 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary))
         return
+    skips = ", ".join(f"{n} {reason}" for reason, n in sorted(summary["skipped"].items()))
     print(
         f"indexed {summary['files_total']} files, {summary['chunks_total']} chunks at "
         f"{(summary['commit'] or '')[:12]} ({summary['files_changed']} changed, "
         f"{summary['files_deleted']} deleted, {summary['chunks_embedded']} chunks embedded, "
         f"{summary['cache_hits']} from cache, {summary.get('chunks_unchanged', 0)} unchanged) "
         f"in {summary['duration_s']:.2f} s"
+        + (f"; skipped {skips}" if skips else "")
     )
 
 

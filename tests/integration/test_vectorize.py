@@ -374,6 +374,9 @@ def test_hostile_files_are_skipped_and_counted(tmp_path: Path, indexer: Indexer)
     status = indexer.status(repo)
     assert set(status["files"]) == {"ok.py", "latin1.py"}
     assert summary["skipped"].get("binary", 0) + summary["skipped"].get("oversized", 0) >= 2
+    code, out, _ = indexer.cli("index", str(repo))  # the text summary names the skips too
+    counts = ", ".join(f"{n} {reason}" for reason, n in sorted(summary["skipped"].items()))
+    assert code == 0 and out.rstrip().endswith(f"; skipped {counts}"), out
     hits = indexer.search(repo, "passwd root")
     assert all("root:x:0:0" not in h["text"] for h in hits)
     shutil.rmtree(repo)
