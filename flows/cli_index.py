@@ -97,8 +97,7 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
         f"{(summary['commit'] or '')[:12]} ({summary['files_changed']} changed, "
         f"{summary['files_deleted']} deleted, {summary['chunks_embedded']} chunks embedded, "
         f"{summary['cache_hits']} from cache, {summary.get('chunks_unchanged', 0)} unchanged) "
-        f"in {summary['duration_s']:.2f} s"
-        + (f"; skipped {skips}" if skips else "")
+        f"in {summary['duration_s']:.2f} s" + (f"; skipped {skips}" if skips else "")
     )
 
 
