@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from config import Settings, SettingsError, load_settings
+from config.native import quiet_blas_threads
 from tasks.errors import CodeflowError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_blas_threads()  # before numpy loads (the commands import it lazily)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -7,11 +7,13 @@ import argparse
 import logging
 
 from config import load_settings
+from config.native import quiet_blas_threads
 from server.main import serve
 from tasks.events import STREAM
 
 
 def main(argv: list[str] | None = None) -> None:
+    quiet_blas_threads()  # before numpy loads (searches import it lazily)
     parser = argparse.ArgumentParser(prog="python -m server")
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--host", default=None)
