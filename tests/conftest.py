@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import os
+import random
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+import websockets.asyncio.connection
+import websockets.sync.connection
 
 from tests.redis_support import RedisProcess
 
 # Prefect's telemetry logs network errors (and "database is locked") without these.
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+# websockets draws its keepalive ping payloads from the global ``random``. A ping from
+# Prefect's session-wide events client that landed while Hypothesis drew a test's data
+# changed the global state, and Hypothesis then warned about our strategies (which use no
+# ``random``). Its pings draw from a generator of their own here.
+for _module in (websockets.asyncio.connection, websockets.sync.connection):
+    setattr(_module, "random", random.Random())  # noqa: B010 - a module attribute
 
 
 @pytest.fixture(scope="session")
