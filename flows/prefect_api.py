@@ -29,7 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config import Settings
-from config.prefect_env import apply_prefect_environment, startup_timeout_s, uses_ephemeral_api
+from config.prefect_env import (
+    STARTUP_TIMEOUT_S,
+    apply_prefect_environment,
+    startup_timeout_s,
+    uses_ephemeral_api,
+)
 from tasks.errors import ConfigError
 
 _SERVER_ENV = {
@@ -46,7 +51,7 @@ class PrefectApi:
 
     url: str | None = None
     process: subprocess.Popen[bytes] | None = None
-    timeout_s: float = 120.0
+    timeout_s: float = STARTUP_TIMEOUT_S
 
     def ready(self) -> None:
         """Wait until the server answers; raise a clear error if it died or never did."""

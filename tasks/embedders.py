@@ -74,6 +74,18 @@ def wordllama_files() -> tuple[Path, Path]:
     )
 
 
+def load_stock_wordllama(dimensions: int = _SHIPPED_DIM) -> Any:
+    """WordLlama's own model object, from the files inside its wheel, downloads disabled:
+    the peer benchmarks and tests compare :class:`LocalEmbedder` with (its ``embed``)."""
+    from wordllama import WordLlama
+
+    package = wordllama_files()[0].parent.parent
+    return WordLlama.load(
+        _LOCAL_CONFIG, cache_dir=package, dim=_SHIPPED_DIM, disable_download=True,
+        trunc_dim=None if dimensions == _SHIPPED_DIM else dimensions,
+    )  # fmt: skip
+
+
 def _load_packaged(dimensions: int) -> tuple[Vectors, Any]:
     """WordLlama's token-embedding table (its first ``dimensions`` columns, as
     ``WordLlama.load(trunc_dim=...)`` takes them) and tokenizer, offline."""

@@ -189,8 +189,8 @@ class LanceStore(LanceTables):
         so a query sees one consistent version.
 
         The product is BLAS's, on every core: ~2.5 ms at 100K x 256 on 2 cores, against
-        ~8-10 ms on one thread and ~11-15 ms for ``einsum``. (BLAS's threads spin for a while
-        after the call, so :func:`tasks.search.hybrid_search` runs BM25 before, not beside.)
+        ~8-10 ms on one thread and ~11-15 ms for ``einsum``. (:func:`tasks.search.hybrid_search`
+        runs BM25 before it, not beside it; :mod:`config.native` stops BLAS's idle spin.)
         """
         matrix = self._matrix(namespace, table)
         if matrix.ids.size == 0:

@@ -17,6 +17,8 @@ from tasks.gitrepo import GitRepository
 from tasks.manifests import IndexManifest, namespace_for
 from tasks.runtime import Runtime, runtime
 
+# tasks.search checks the same bounds (its MAX_LIMIT); checked here too, before the cache
+# lookup, without importing tasks.search (numpy): a warm search loads neither.
 MAX_LIMIT = 1000
 
 

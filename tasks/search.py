@@ -96,8 +96,9 @@ def hybrid_search(
     candidates = max(limit * CANDIDATES_PER_HIT, MIN_CANDIDATES)
     tokens = unique_tokens(code_tokens(text))
     # BM25, then vectors, one after the other: each is faster with both cores to itself
-    # (LanceDB's search threads; BLAS's, which spin for a while after the product) than
-    # the two side by side. Measured at 100K chunks, interleaved: p50 18.3 ms against 22.2.
+    # (LanceDB's search threads; BLAS's, which spin after the product unless the entry point
+    # shortened that, see config/native.py) than the two side by side. Measured at 100K
+    # chunks, interleaved: p50 18.3 ms against 22.2.
     lexical = store.text_search(namespace, tokens, candidates) if tokens else []
     semantic = store.query(namespace, embedder.embed([text])[0], candidates)
     return fuse(lexical, semantic, text, limit)

@@ -112,12 +112,9 @@ def embedder_throughput(embedder: LocalEmbedder, chunks: list[Chunk]) -> list[st
     start = time.perf_counter()
     embedder.embed(sample)
     ours = time.perf_counter() - start
-    from wordllama import WordLlama
+    from tasks.embedders import load_stock_wordllama
 
-    from tasks.embedders import wordllama_files
-
-    package = wordllama_files()[0].parent.parent
-    model = WordLlama.load("l2_supercat", cache_dir=package, dim=256, disable_download=True)
+    model = load_stock_wordllama()
     start = time.perf_counter()
     model.embed(sample, norm=True)
     theirs = time.perf_counter() - start

@@ -153,12 +153,9 @@ _STOCK: dict[str, Any] = {}  # this process's WordLlama model, in wordllama_seco
 
 
 def _load_wordllama() -> None:
-    from wordllama import WordLlama
+    from tasks.embedders import load_stock_wordllama
 
-    from tasks.embedders import wordllama_files
-
-    package = wordllama_files()[0].parent.parent
-    _STOCK["model"] = WordLlama.load(cache_dir=package, disable_download=True)
+    _STOCK["model"] = load_stock_wordllama()
     _STOCK["model"].embed(["warm up"], norm=True)
 
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from tasks.embedders import LocalEmbedder
+from tasks.embedders import LocalEmbedder, load_stock_wordllama
 from tasks.piece_tokens import PieceTokenizer
 
 EDGE_CASES = [
@@ -90,15 +90,7 @@ def test_a_tokenizer_with_a_pre_tokenizer_is_refused(tokenizer: Any) -> None:
 def test_local_embedder_equals_wordllamas_own_embed(dimensions: int) -> None:
     """Loading the packaged files directly and the fast path (pieces, no padding) give
     WordLlama's own normalised vectors."""
-    from wordllama import WordLlama
-
-    from tasks.embedders import wordllama_files
-
-    package = wordllama_files()[0].parent.parent
-    model = WordLlama.load(
-        "l2_supercat", cache_dir=package, dim=256, disable_download=True,
-        trunc_dim=None if dimensions == 256 else dimensions,
-    )  # fmt: skip
+    model = load_stock_wordllama(dimensions)
     texts = [*EDGE_CASES[1:], "class Cache:\n    def get(self, key): ...\n"]
     ours = LocalEmbedder(dimensions=dimensions).embed(texts)
     assert ours.shape == (len(texts), dimensions)
