@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,11 @@ def chunk_columns(chunks: Sequence[Chunk]) -> dict[str, list[Any]]:
     }
 
 
+def search_terms(query_tokens: list[str]) -> list[str]:
+    """The distinct, non-blank query tokens, in order."""
+    return [t for t in dict.fromkeys(query_tokens) if t and not t.isspace()]
+
+
 def hit_from_row(row: dict[str, Any], score: float) -> SearchHit:
     return SearchHit(
         id=row["id"],
@@ -124,7 +130,7 @@ def hit_from_row(row: dict[str, Any], score: float) -> SearchHit:
         start_line=row["start_line"],
         end_line=row["end_line"],
         score=float(score),
-        text=row["text"],
+        text=row.get("text") or "",
         symbol=row["symbol"],
         language=row["language"] or "",
     )
@@ -285,19 +291,28 @@ class LanceTables:
             found.update((row["id"], row) for row in rows.to_pylist())
         return found
 
-    def text_search(self, namespace: str, query_tokens: list[str], limit: int) -> list[SearchHit]:
-        """BM25 over the ``tokens`` column; ``query_tokens`` come from ``code_tokens``."""
+    def text_search(
+        self, namespace: str, query_tokens: list[str], limit: int, *, with_text: bool = True
+    ) -> list[SearchHit]:
+        """BM25 over the ``tokens`` column; ``query_tokens`` come from ``code_tokens``.
+        ``with_text=False`` leaves ``text`` empty (see :meth:`with_text`)."""
         table = self._open(namespace)
-        terms = [t for t in dict.fromkeys(query_tokens) if t and not t.isspace()]
+        terms = search_terms(query_tokens)
         if table is None or not terms or limit < 1:
             return []
+        columns = HIT_COLUMNS if with_text else [c for c in HIT_COLUMNS if c != "text"]
         try:
             rows = (
                 table.search(" ".join(terms), query_type="fts", fts_columns="tokens")
-                .select([*HIT_COLUMNS, "_score"])
+                .select([*columns, "_score"])
                 .limit(limit)
                 .to_arrow()
             )
         except LANCE_ERRORS as exc:
             raise VectorStoreError(f"text search in {namespace!r} failed: {exc}") from exc
         return [hit_from_row(row, row["_score"]) for row in rows.to_pylist()]
+
+    def with_text(self, namespace: str, hits: Sequence[SearchHit]) -> list[SearchHit]:
+        """``hits`` with their chunk text; a hit whose row is gone keeps the text it has."""
+        rows = self.rows(namespace, [hit.id for hit in hits])
+        return [replace(hit, text=rows[hit.id]["text"]) if hit.id in rows else hit for hit in hits]

@@ -232,9 +232,12 @@ class PineconeStore:
         vector: NDArray[np.float32],
         limit: int,
         where: Mapping[str, Any] | None = None,
+        *,
+        with_text: bool = True,
     ) -> list[SearchHit]:
         """Nearest chunks by cosine similarity, best first; ``where`` is a Pinecone metadata
-        filter, e.g. ``{"language": {"$eq": "python"}}``."""
+        filter, e.g. ``{"language": {"$eq": "python"}}``. Hits always carry their text (the
+        catalog's rows come whole), whatever ``with_text`` says."""
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
         if query.shape[0] != self._dimensions:
             raise VectorStoreError(
@@ -269,8 +272,13 @@ class PineconeStore:
             language=str(meta.get("language", "")),
         )
 
-    def text_search(self, namespace: str, query_tokens: list[str], limit: int) -> list[SearchHit]:
-        return self._catalog.text_search(namespace, query_tokens, limit)
+    def text_search(
+        self, namespace: str, query_tokens: list[str], limit: int, *, with_text: bool = True
+    ) -> list[SearchHit]:
+        return self._catalog.text_search(namespace, query_tokens, limit, with_text=with_text)
+
+    def with_text(self, namespace: str, hits: Sequence[SearchHit]) -> list[SearchHit]:
+        return self._catalog.with_text(namespace, hits)
 
 
 def _ns(namespace: str) -> str:

@@ -52,16 +52,24 @@ class VectorStore(Protocol):
 
 
 class HybridStore(Protocol):
-    """A store that can answer both halves of a hybrid query."""
+    """A store that can answer both halves of a hybrid query.
+
+    Search asks both halves for candidates without their text (``with_text=False``: a
+    store may leave ``text`` empty), fuses them, and reads the text of the final hits only.
+    """
 
     @property
     def dimensions(self) -> int: ...
 
-    def query(self, namespace: str, vector: NDArray[np.float32], limit: int) -> list[SearchHit]: ...
+    def query(
+        self, namespace: str, vector: NDArray[np.float32], limit: int, *, with_text: bool = True
+    ) -> list[SearchHit]: ...
 
     def text_search(
-        self, namespace: str, query_tokens: list[str], limit: int
+        self, namespace: str, query_tokens: list[str], limit: int, *, with_text: bool = True
     ) -> list[SearchHit]: ...
+
+    def with_text(self, namespace: str, hits: Sequence[SearchHit]) -> list[SearchHit]: ...
 
 
 def _check(query: str, limit: int, store: HybridStore, embedder: Embedder) -> str:
@@ -99,6 +107,6 @@ def hybrid_search(
     # (LanceDB's search threads; BLAS's, which spin after the product unless the entry point
     # shortened that, see config/native.py) than the two side by side. Measured at 100K
     # chunks, interleaved: p50 18.3 ms against 22.2.
-    lexical = store.text_search(namespace, tokens, candidates) if tokens else []
-    semantic = store.query(namespace, embedder.embed([text])[0], candidates)
-    return fuse(lexical, semantic, text, limit)
+    lexical = store.text_search(namespace, tokens, candidates, with_text=False) if tokens else []
+    semantic = store.query(namespace, embedder.embed([text])[0], candidates, with_text=False)
+    return store.with_text(namespace, fuse(lexical, semantic, text, limit))

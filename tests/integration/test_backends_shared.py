@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,27 @@ CORPUS = {
             assert cart.total_price() == 6
     """,
 }
+
+
+def test_candidates_without_text_then_the_final_hits_with_it(
+    store: Store, local_embedder: LocalEmbedder
+) -> None:
+    chunks = snippets()
+    put(store, local_embedder, chunks)
+    vector = local_embedder.embed(["http server"])[0]
+    tokens = code_tokens("serve forever http")
+    full = store.query(NS, vector, 3), store.text_search(NS, tokens, 3)
+    bare = (
+        store.query(NS, vector, 3, with_text=False),
+        store.text_search(NS, tokens, 3, with_text=False),
+    )
+    for whole, light in zip(full, bare, strict=True):
+        assert [replace(h, text="") for h in whole] == [replace(h, text="") for h in light]
+        assert store.with_text(NS, light) == whole
+    texts = {c.id: c.text for c in chunks}
+    assert all(h.text == texts[h.id] for h in full[0] + full[1])
+    gone = replace(full[0][0], id="not-stored", text="kept")
+    assert store.with_text(NS, [gone]) == [gone]  # a row deleted meanwhile keeps its hit
 
 
 @pytest.mark.parametrize(

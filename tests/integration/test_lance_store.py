@@ -4,6 +4,7 @@ store must do is in ``test_backends_shared.py``, which runs it against LanceDB t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,27 @@ def test_rows_written_after_the_index_are_searchable(
     table = store._open(NS)
     assert table is not None  # a small table ends with every row in the text index
     assert table.index_stats("tokens_idx").num_unindexed_rows == 0
+
+
+def test_candidates_follow_rows_written_or_moved_after_the_matrix_was_read(
+    tmp_path: Path, embedder: LocalEmbedder
+) -> None:
+    reader, writer = (LanceStore(tmp_path / "db", dimensions=256) for _ in range(2))
+    chunks = snippets()
+    put(writer, embedder, chunks)
+    [first] = reader.text_search(NS, ["fibonacci"], 5, with_text=False)  # matrix read here
+    late = Chunk("app/late.py", "python", 1, 2, "def quux_fibonacci():\n    pass", "quux")
+    put(writer, embedder, [late])
+    writer.optimize(NS)  # compaction gives every row a new address
+    lexical = reader.text_search(NS, ["fibonacci"], 5, with_text=False)
+    assert {h.id for h in lexical} == {first.id, late.id}
+    assert {h.text for h in reader.with_text(NS, lexical)} == {chunks[2].text, late.text}
+    # Texts of hits the cached matrix does not hold are read by id.
+    stale = LanceStore(tmp_path / "db", dimensions=256)
+    stale.query(NS, embedder.embed(["x"])[0], 1)
+    put(writer, embedder, [replace(late, path="app/later.py")])
+    newest = writer.text_search(NS, ["quux"], 5, with_text=False)
+    assert sorted(h.text for h in stale.with_text(NS, newest)) == [late.text, late.text]
 
 
 def test_reopened_store_and_other_instances_see_the_data(
