@@ -6,14 +6,16 @@ symbol + text, the BM25 field) and its vector.
 
 Choices, measured on 100K rows x 256 dims, 2 cores (see ``benchmarks/search/run.py``):
 
-* **Vector search: exact dot product over an in-process float32 matrix** (~2.5 ms at 100K:
-  BLAS's matrix-vector product on every core), cached per table version. LanceDB's
-  brute-force query took ~130 ms; IVF_HNSW_SQ built in 63 s (~4 ms/query); IVF_PQ built in
-  40 s with poor recall without refinement; IVF_FLAT built in 1 s but needed ~9 ms for 94%
-  recall. The matrix costs ~1 KB per chunk of memory and
-  one column scan (~0.3 s at 100K) after each change to the table; it is exact, and needs
-  no index upkeep after upserts and deletes. ``cache_vectors=False`` uses LanceDB's own
-  search instead (better for one-shot processes that run a single query).
+* **Vector search: exact dot product over an in-process float32 matrix** (~2.5-4 ms at
+  100K: BLAS's matrix-vector product on every core), cached per table version with each
+  row's hit columns but the text, so candidates cost no I/O; texts are read by position for
+  the final hits only. LanceDB's brute-force query took ~130 ms; IVF_HNSW_SQ built in 63 s
+  (~4 ms/query); IVF_PQ built in 40 s with poor recall without refinement; IVF_FLAT built in
+  1 s but needed ~9 ms for 94% recall. The matrix costs ~1.4 KB per chunk of memory (1 KB of
+  vector, ~0.4 KB of hit columns and the id lookup) and one
+  scan of those columns (~0.3 s at 100K) after each change to the table; it is exact, and
+  needs no index upkeep after upserts and deletes. ``cache_vectors=False`` uses LanceDB's
+  own search instead (better for one-shot processes that run a single query).
 * **BM25: LanceDB's native full-text index** over ``tokens`` with the ``whitespace``
   tokenizer and no stemming, lower-casing or stop words (the tokens are already code-aware).
   Tantivy is gone from lancedb 0.40. Rows written after the index was built are still
