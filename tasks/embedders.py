@@ -38,6 +38,8 @@ Vectors = NDArray[np.float32]
 LOCAL_DIMENSIONS = (64, 128, 256)
 _LOCAL_CONFIG = "l2_supercat"
 _SHIPPED_DIM = 256
+#: Every :class:`LocalEmbedder` id starts with this.
+LOCAL_ID_PREFIX = "wordllama:"
 
 
 @runtime_checkable
@@ -115,7 +117,7 @@ def _encodable(text: str) -> str:
 
 def local_embedder_id(dimensions: int) -> str:
     """The id :class:`LocalEmbedder` reports, known without loading the model."""
-    return f"wordllama:{_LOCAL_CONFIG}:{dimensions}"
+    return f"{LOCAL_ID_PREFIX}{_LOCAL_CONFIG}:{dimensions}"
 
 
 class LocalEmbedder:

@@ -24,6 +24,9 @@ from dataclasses import replace
 from tasks.codetokens import code_tokens
 from tasks.records import SearchHit
 
+#: Part of every search-cache key: bump it when a change here (or in the fusion weights)
+#: reorders results, so cached answers of the old order are not served after an upgrade.
+RANKING_VERSION = 2
 #: RRF constant: larger flattens the difference between ranks (60 is the usual choice).
 RRF_K = 60
 #: Up to +60% when the chunk defines a symbol whose name covers the query's words.
@@ -57,13 +60,19 @@ _DOC_EXTENSIONS = (".md", ".rst", ".txt", ".adoc")
 _DOC_LANGUAGES = frozenset({"markdown", "rst", "restructuredtext", "text", "asciidoc"})
 
 
-def rrf_scores(*ranked: Sequence[SearchHit], k: int = RRF_K) -> dict[str, float]:
-    """Sum of ``1 / (k + rank)`` over the lists, divided by its maximum (first everywhere)."""
+def rrf_scores(
+    *ranked: Sequence[SearchHit], k: int = RRF_K, weights: Sequence[float] = ()
+) -> dict[str, float]:
+    """Sum of ``weight / (k + rank)`` over the lists (weights default to 1), divided by its
+    maximum (first everywhere)."""
+    factors = list(weights) or [1.0] * len(ranked)
+    if len(factors) != len(ranked):
+        raise ValueError(f"{len(ranked)} ranked lists but {len(factors)} weights")
     scores: dict[str, float] = {}
-    for hits in ranked:
+    for hits, weight in zip(ranked, factors, strict=True):
         for rank, hit in enumerate(hits, start=1):
-            scores[hit.id] = scores.get(hit.id, 0.0) + 1.0 / (k + rank)
-    best = len(ranked) / (k + 1)
+            scores[hit.id] = scores.get(hit.id, 0.0) + weight / (k + rank)
+    best = sum(factors) / (k + 1)
     return {hit_id: score / best for hit_id, score in scores.items()}
 
 
@@ -120,14 +129,19 @@ def coherence_prior(hit: SearchHit, chunks_per_file: Counter[str]) -> float:
 
 
 def fuse(
-    lexical: list[SearchHit], semantic: list[SearchHit], query: str, limit: int
+    lexical: list[SearchHit],
+    semantic: list[SearchHit],
+    query: str,
+    limit: int,
+    *,
+    semantic_weight: float = 1.0,
 ) -> list[SearchHit]:
-    """RRF of both lists, times the priors; best first, at most ``limit`` hits.
+    """Weighted RRF of both lists, times the priors; best first, at most ``limit`` hits.
 
     Deterministic: equal scores keep the order of first appearance (lexical list first,
     then semantic), so the same inputs always give the same output.
     """
-    fused = rrf_scores(lexical, semantic)
+    fused = rrf_scores(lexical, semantic, weights=(1.0, semantic_weight))
     first: dict[str, SearchHit] = {}
     for hit in (*lexical, *semantic):
         first.setdefault(hit.id, hit)

@@ -15,6 +15,7 @@ from config import Settings
 from tasks.errors import ConfigError, RepositoryError
 from tasks.gitrepo import GitRepository
 from tasks.manifests import IndexManifest, namespace_for
+from tasks.ranking import RANKING_VERSION
 from tasks.runtime import Runtime, runtime
 
 # tasks.search checks the same bounds (its MAX_LIMIT); checked here too, before the cache
@@ -45,7 +46,7 @@ def search_repository(
     _, namespace = indexed_manifest(settings, path)
     rt = runtime(settings)
     backend = f"{settings.store}\0{rt.embedder_identity[0]}"
-    material = f"{backend}\0{namespace}\0{limit}\0{query}".encode()
+    material = f"{RANKING_VERSION}\0{backend}\0{namespace}\0{limit}\0{query}".encode()
     key = "q:" + hashlib.blake2b(material, digest_size=20).hexdigest()
     hits: list[dict[str, Any]] = rt.search_cache.get_or_compute(
         key, lambda: _search(rt, query, namespace, limit), tags=[f"search:{namespace}"]

@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tasks.codetokens import code_tokens, unique_tokens
-from tasks.embedders import Embedder
+from tasks.embedders import LOCAL_ID_PREFIX, Embedder
 from tasks.errors import ConfigError, VectorStoreError
 from tasks.ranking import fuse
 from tasks.records import Chunk, SearchHit
@@ -31,6 +31,11 @@ from tasks.records import Chunk, SearchHit
 CANDIDATES_PER_HIT = 5
 MIN_CANDIDATES = 20
 MAX_LIMIT = 1000
+#: The vector half's weight in the fusion for WordLlama's static vectors, the BM25 half's
+#: being 1. Chosen on 1,000 docstring -> function queries over 16 packages that the quality
+#: benchmark does not use (NDCG@10 0.457 at 0.25 against 0.404 at 1.0; 0.25 also had the
+#: best recall), then checked on the benchmark's own packages (benchmarks/RESULTS.md).
+LOCAL_SEMANTIC_WEIGHT = 0.25
 
 
 class VectorStore(Protocol):
@@ -72,6 +77,16 @@ class HybridStore(Protocol):
     def with_text(self, namespace: str, hits: Sequence[SearchHit]) -> list[SearchHit]: ...
 
 
+def semantic_weight_for(embedder_id: str) -> float:
+    """How much the vector half counts against BM25 for vectors of ``embedder_id``.
+
+    WordLlama's static token vectors know little of code: at equal weight they pulled the
+    hybrid below its own BM25 half. Other embedders (OpenAI's) get the usual equal weight;
+    nothing here measured them.
+    """
+    return LOCAL_SEMANTIC_WEIGHT if embedder_id.startswith(LOCAL_ID_PREFIX) else 1.0
+
+
 def _check(query: str, limit: int, store: HybridStore, embedder: Embedder) -> str:
     text = query.strip()
     if not text:
@@ -93,8 +108,12 @@ def hybrid_search(
     embedder: Embedder,
     namespace: str,
     limit: int = 10,
+    semantic_weight: float | None = None,
 ) -> list[SearchHit]:
     """The ``limit`` best chunks for ``query``, best first, scores descending.
+
+    ``semantic_weight`` is the vector half's weight in the fusion (BM25's is 1); by default
+    it suits the embedder (:func:`semantic_weight_for`).
 
     A namespace that was never indexed has no chunks, so it returns ``[]`` (callers that
     want to tell the user "index it first" check ``store.count(namespace)``). An empty
@@ -109,4 +128,6 @@ def hybrid_search(
     # chunks, interleaved: p50 18.3 ms against 22.2.
     lexical = store.text_search(namespace, tokens, candidates, with_text=False) if tokens else []
     semantic = store.query(namespace, embedder.embed([text])[0], candidates, with_text=False)
-    return store.with_text(namespace, fuse(lexical, semantic, text, limit))
+    weight = semantic_weight_for(embedder.id) if semantic_weight is None else semantic_weight
+    best = fuse(lexical, semantic, text, limit, semantic_weight=weight)
+    return store.with_text(namespace, best)

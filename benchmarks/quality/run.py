@@ -15,7 +15,9 @@ store and embedder ``codeflow search`` uses (its Redis result cache is not invol
 baseline is plain BM25 (``bm25s``: its default tokenizer, English stop words, Lucene
 scoring) over the chunk texts read back from the same LanceDB table, so every method ranks
 the same units. Also reported: codeflow's two retrievers alone (vector, BM25 over code
-tokens) and their reciprocal-rank fusion without the ranking priors.
+tokens), their reciprocal-rank fusion without the ranking priors, and the hybrid with both
+halves weighted equally (``codeflow search`` weighs WordLlama's vectors at 0.25, a weight
+chosen on other packages: see ``tasks.search.LOCAL_SEMANTIC_WEIGHT``).
 
 Metrics: MRR@10, NDCG@10, Recall@10 with one relevant function per query (a hit counts if it
 overlaps the function's lines in its file; only the first such hit). Goal: codeflow's
@@ -169,6 +171,11 @@ def codeflow_rankers(namespace: str) -> dict[str, Ranker]:
     return {
         HYBRID: lambda q: _places(
             hybrid_search(q, store=store, embedder=embedder, namespace=namespace, limit=K)
+        ),
+        "codeflow hybrid, equal weights": lambda q: _places(
+            hybrid_search(
+                q, store=store, embedder=embedder, namespace=namespace, limit=K, semantic_weight=1
+            )
         ),
         "codeflow vector only": lambda q: _places(vector(q)),
         "codeflow BM25 only": lambda q: _places(lexical(q)),

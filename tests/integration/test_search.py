@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tasks.codetokens import code_tokens
 from tasks.embedders import HashingEmbedder, LocalEmbedder
 from tasks.errors import ConfigError, VectorStoreError
 from tasks.lance_store import LanceStore
 from tasks.records import Chunk, ChunkKind
-from tasks.search import hybrid_search
+from tasks.search import LOCAL_SEMANTIC_WEIGHT, hybrid_search, semantic_weight_for
 
 NS = "acme/shop@main"
 
@@ -141,6 +142,22 @@ def test_stop_word_only_query_still_uses_vectors(
     store: LanceStore, embedder: LocalEmbedder
 ) -> None:
     assert top("if the", store, embedder)  # no BM25 terms left, semantic half answers
+
+
+def test_the_vector_half_weighs_what_suits_the_embedder(
+    store: LanceStore, embedder: LocalEmbedder
+) -> None:
+    assert semantic_weight_for(embedder.id) == LOCAL_SEMANTIC_WEIGHT < 1.0
+    assert semantic_weight_for(HashingEmbedder(256).id) == 1.0
+    # At weight 0 the vectors only add candidates: what BM25 did not find scores nothing.
+    query = "cart price total"
+    lexical = {h.id for h in store.text_search(NS, code_tokens(query), 50)}
+    for weight in (0.0, None):
+        hits = hybrid_search(query, store=store, embedder=embedder, namespace=NS, limit=20,
+                             semantic_weight=weight)  # fmt: skip
+        others = [h.score for h in hits if h.id not in lexical]
+        assert others and all(h.score > 0 for h in hits if h.id in lexical)
+        assert (max(others) == 0.0) is (weight == 0.0)
 
 
 def test_local_embedder_rows_are_normalised_and_deterministic(embedder: LocalEmbedder) -> None:

@@ -252,6 +252,32 @@ def test_noop_reindex_does_no_work_and_search_finds_definitions(
     assert hits == sorted(hits, key=lambda h: -h["score"])
 
 
+def test_searches_are_cached_until_the_index_or_the_ranking_changes(
+    tmp_path: Path, indexer: Indexer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.repo_search
+    import tasks.search
+
+    repo = make_repo(tmp_path / "repo", SOURCES)
+    indexer.index(repo)
+    real, ran = tasks.search.hybrid_search, []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        ran.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tasks.search, "hybrid_search", counted)
+    first = indexer.search(repo, "load user from json")
+    assert indexer.search(repo, "load user from json") == first and len(ran) == 1
+    monkeypatch.setattr(tasks.repo_search, "RANKING_VERSION", tasks.repo_search.RANKING_VERSION + 1)
+    assert indexer.search(repo, "load user from json") == first and len(ran) == 2
+    write(repo, {"app/extra.py": "def load_user_again(path):\n    return path\n"})
+    commit_all(repo, "more")
+    indexer.index(repo)
+    indexer.search(repo, "load user from json")
+    assert len(ran) == 3, "indexing invalidates the repository's cached searches"
+
+
 def test_interrupted_run_leaves_no_duplicates_or_stale_vectors(
     tmp_path: Path, indexer: Indexer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,6 +26,28 @@ def test_rrf_first_in_both_lists_scores_one() -> None:
     scores = rrf_scores([a, b], [a, b])
     assert scores["a"] == 1.0
     assert scores["b"] < scores["a"]
+
+
+def test_weighted_rrf_counts_each_list_by_its_weight() -> None:
+    a, b = hit("a", "x.py"), hit("b", "y.py")
+    assert rrf_scores([a, b], [a, b], weights=(1.0, 0.25))["a"] == pytest.approx(1.0)
+    lexical_first = rrf_scores([a, b], [b, a], weights=(1.0, 0.25))
+    assert lexical_first["a"] > lexical_first["b"]
+    # Equal weights: a tie; the vector list's favourite wins only when it weighs more.
+    assert rrf_scores([a, b], [b, a])["a"] == rrf_scores([a, b], [b, a])["b"]
+    semantic_first = rrf_scores([a, b], [b, a], weights=(1.0, 2.0))
+    assert semantic_first["b"] > semantic_first["a"]
+    with pytest.raises(ValueError, match="2 ranked lists but 1 weights"):
+        rrf_scores([a], [b], weights=(1.0,))
+
+
+def test_fuse_passes_the_semantic_weight_on() -> None:
+    lexical = [hit("a", "x.py"), hit("b", "y.py")]
+    semantic = [hit("b", "y.py"), hit("c", "z.py"), hit("a", "x.py")]
+    even = fuse(lexical, semantic, "nothing in common", limit=3)
+    light = fuse(lexical, semantic, "nothing in common", limit=3, semantic_weight=0.25)
+    assert [h.id for h in even][:1] == ["b"]  # first in one list, second in the other
+    assert [h.id for h in light] == ["a", "b", "c"]
 
 
 def test_definition_beats_a_mention_ranked_higher_by_retrievers() -> None:
