@@ -8,8 +8,9 @@ small stop list of words that occur in almost every chunk are dropped, because t
 add posting-list work and no ranking signal.
 
 The same function tokenizes documents (at index time) and queries (at search time), so the
-two always agree. Pure, regex-based and memoised per identifier: ~18 MB/s on one core,
-several times the embedder's speed, so tokenizing never bounds an index run.
+two always agree. Pure and memoised: ``bytes.translate`` turns ASCII punctuation into spaces
+and ``str.split`` cuts the text into runs, both in C; each distinct run is tokenized once by
+the regular expressions below. ~50 MB/s on one core, 2.5x a ``findall`` over the whole text.
 
 >>> code_tokens("def getUserName(self): return self.HTTPServer_v2")
 ['getusername', 'get', 'user', 'name', 'httpserver_v2', 'http', 'server', 'v2']
@@ -41,6 +42,10 @@ STOP_WORDS: frozenset[str] = frozenset(
 )  # fmt: skip
 
 _MAX_TOKEN_CHARS = 64
+# ASCII characters that cannot be part of a word become spaces; bytes of other characters
+# (UTF-8 never uses ASCII bytes inside them) stay as they are.
+_WORD_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_PUNCTUATION_TO_SPACE = bytes(b if b in _WORD_BYTES or b >= 128 else 32 for b in range(256))
 
 
 def _parts(word: str) -> list[str]:
@@ -78,13 +83,31 @@ def _expand(word: str) -> tuple[str, ...]:
     return head + tuple(p for p in _parts(word) if p != whole and _keep(p))
 
 
+@lru_cache(maxsize=1 << 16)
+def _run_tokens(run: str) -> str:
+    """The tokens of one run of text without spaces or ASCII punctuation, space-joined
+    (a run may still hold non-ASCII punctuation: ``_WORD`` finds the words in it)."""
+    return " ".join(chain.from_iterable(map(_expand, _WORD.findall(run))))
+
+
+def _joined_tokens(text: str) -> str:
+    """``" ".join(code_tokens(text))``, computed run by run.
+
+    Exact: no word contains a space or an ASCII character other than letters, digits and
+    ``_``, so cutting the text there first finds the same words in the same order.
+    """
+    raw = text.encode("utf-8", "surrogatepass").translate(_PUNCTUATION_TO_SPACE)
+    runs = raw.decode("utf-8", "surrogatepass").split()
+    return " ".join(filter(None, map(_run_tokens, runs)))
+
+
 def code_tokens(text: str) -> list[str]:
     """Tokens of ``text`` in order of appearance: each identifier whole, then its parts.
 
     Duplicates are kept (BM25 needs term frequencies); a part equal to its whole identifier
     is not repeated.
     """
-    return list(chain.from_iterable(map(_expand, _WORD.findall(text))))
+    return _joined_tokens(text).split()
 
 
 def unique_tokens(tokens: Iterable[str]) -> list[str]:
@@ -96,4 +119,4 @@ def search_document(chunk: Chunk) -> str:
     """The BM25 document of a chunk: its path and symbol count as words of its text."""
     if chunk.search_text is not None:
         return chunk.search_text
-    return " ".join(code_tokens(f"{chunk.path}\n{chunk.symbol or ''}\n{chunk.text}"))
+    return _joined_tokens(f"{chunk.path}\n{chunk.symbol or ''}\n{chunk.text}")

@@ -255,8 +255,8 @@ def test_noop_reindex_does_no_work_and_search_finds_definitions(
 def test_searches_are_cached_until_the_index_or_the_ranking_changes(
     tmp_path: Path, indexer: Indexer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tasks.repo_search
     import tasks.search
+    from tasks.ranking import RANKING_VERSION
 
     repo = make_repo(tmp_path / "repo", SOURCES)
     indexer.index(repo)
@@ -269,7 +269,7 @@ def test_searches_are_cached_until_the_index_or_the_ranking_changes(
     monkeypatch.setattr(tasks.search, "hybrid_search", counted)
     first = indexer.search(repo, "load user from json")
     assert indexer.search(repo, "load user from json") == first and len(ran) == 1
-    monkeypatch.setattr(tasks.repo_search, "RANKING_VERSION", tasks.repo_search.RANKING_VERSION + 1)
+    monkeypatch.setattr("tasks.repo_search.RANKING_VERSION", RANKING_VERSION + 1)
     assert indexer.search(repo, "load user from json") == first and len(ran) == 2
     write(repo, {"app/extra.py": "def load_user_again(path):\n    return path\n"})
     commit_all(repo, "more")

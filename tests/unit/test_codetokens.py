@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from itertools import chain
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.codetokens import STOP_WORDS, code_tokens, unique_tokens
+from tasks.codetokens import (
+    _WORD,
+    STOP_WORDS,
+    _expand,
+    code_tokens,
+    search_document,
+    unique_tokens,
+)
+from tasks.records import Chunk
 
 
 @pytest.mark.parametrize(
@@ -69,3 +79,36 @@ def test_snake_case_keeps_whole_and_parts(identifier: str) -> None:
     if identifier not in STOP_WORDS:
         assert tokens[0] == identifier
     assert set(parts) <= set(tokens)
+
+
+def _words_then_tokens(text: str) -> list[str]:
+    """The definition code_tokens implements faster: every word of the whole text, in order,
+    expanded into its tokens."""
+    return list(chain.from_iterable(map(_expand, _WORD.findall(text))))
+
+
+# Text with what cuts it into runs (spaces, ASCII punctuation) and what does not (non-ASCII
+# punctuation, marks, other scripts' letters and digits, underscores).
+_MIXED = st.text(
+    alphabet=st.one_of(
+        st.characters(codec="ascii"),
+        st.sampled_from("→—\uff08\uff09·•«»…éÉßİıǅⅫ٣𝔘\u0301\u00a0\u2028\u3000\x1c"),
+        st.characters(),
+    ),
+    max_size=300,
+)
+
+
+@given(_MIXED)
+def test_run_by_run_tokens_equal_the_words_of_the_whole_text(text: str) -> None:
+    assert code_tokens(text) == _words_then_tokens(text)
+    chunk = Chunk("pkg/mod.py", "python", 1, 2, text, "someSymbol")
+    expected = _words_then_tokens(f"pkg/mod.py\nsomeSymbol\n{text}")
+    assert search_document(chunk) == " ".join(expected)
+
+
+def test_lone_surrogates_pass_through() -> None:
+    text = "bad\ud800name getUser\udfff_x"
+    assert (
+        code_tokens(text) == _words_then_tokens(text) == ["bad", "name", "getuser", "get", "user"]
+    )
