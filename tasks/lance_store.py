@@ -81,7 +81,7 @@ class _Matrix:
 
     @property
     def size(self) -> int:
-        return len(self.positions)
+        return int(self.vectors.shape[0])
 
     def hit(self, position: int, score: float) -> SearchHit:
         """The hit at ``position`` without its text (see :meth:`LanceStore.with_text`)."""
