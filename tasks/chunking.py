@@ -229,25 +229,30 @@ class _Lines:
             b -= 1
         return a, b
 
-    def break_key(self, i: int) -> int | None:
-        """How good a chunk boundary just before line ``i`` is: lower is better, None never.
+    def breaks(self, a: int, b: int) -> list[tuple[int, int]]:
+        """Each line ``i`` with ``a < i < b`` that a chunk may start at, with how good a
+        boundary just before it is (lower is better). ``[a, b)`` is trimmed: line ``a`` is
+        not blank.
 
         Shallow indentation first (top-level code); then after a blank line, then after
         code, and last right after a comment, decorator or heading (even across blank
-        lines), so those stay with what they describe. Never just before a closing bracket.
+        lines), so those stay with what they describe. Never blank lines, never just before
+        a closing bracket. One pass over the span, each line stripped once.
         """
-        line = self.lines[i]
-        stripped = line.lstrip()
-        if not stripped or stripped[0] in ")]}":
-            return None
-        j = i - 1
-        while j >= 0 and self.blank(j):
-            j -= 1
-        if j >= 0 and self.lines[j].lstrip().startswith(_COMMENT_LEADERS):
-            rank = 2  # keep a comment, decorator or heading with what follows it
-        else:
-            rank = 0 if j < i - 1 else 1
-        return min(len(line) - len(stripped), _MAX_INDENT) * 3 + rank
+        lines, out = self.lines, []
+        after_comment = lines[a].lstrip().startswith(_COMMENT_LEADERS)
+        gap = False
+        for i in range(a + 1, b):
+            line = lines[i]
+            stripped = line.lstrip()
+            if not stripped:
+                gap = True
+                continue
+            if stripped[0] not in ")]}":
+                rank = 2 if after_comment else 0 if gap else 1
+                out.append((i, min(len(line) - len(stripped), _MAX_INDENT) * 3 + rank))
+            after_comment, gap = stripped.startswith(_COMMENT_LEADERS), False
+        return out
 
 
 def _utf8_len(line: str) -> int:
@@ -265,8 +270,7 @@ def _split(lines: _Lines, a: int, b: int) -> list[_Piece]:
         return []
     if lines.fits(a, b):
         return [(a, b, None)]
-    candidates = [(i, k) for i in range(a + 1, b) if (k := lines.break_key(i)) is not None]
-    return _split_at(lines, a, b, candidates)
+    return _split_at(lines, a, b, lines.breaks(a, b))
 
 
 def _split_at(lines: _Lines, a: int, b: int, candidates: list[tuple[int, int]]) -> list[_Piece]:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tasks.chunking import (
     ChunkingPolicy,
     Skip,
+    _Lines,
     chunk_file,
     chunk_files,
     detect_language,
@@ -512,3 +513,35 @@ def test_property_helper_catches_a_lost_line() -> None:
     overlapping = [chunks[0], Chunk("t.txt", "text", 3, 3, "two")]
     with pytest.raises(AssertionError):
         assert_invariants(data, overlapping, ChunkingPolicy())
+
+
+def _break_key(lines: list[str], i: int) -> int | None:
+    """The boundary rank before line ``i``, line by line, as the chunker defines it."""
+    stripped = lines[i].lstrip()
+    if not stripped or stripped[0] in ")]}":
+        return None
+    j = i - 1
+    while j >= 0 and not lines[j].strip():
+        j -= 1
+    if j >= 0 and lines[j].lstrip().startswith(("#", "//", "/*", "*", "--", ";", "@", "<!--", "%")):
+        rank = 2
+    else:
+        rank = 0 if j < i - 1 else 1
+    return min(len(lines[i]) - len(stripped), 32) * 3 + rank
+
+
+_LINE_SHAPES = [
+    "", "   ", "\t", "x = 1", "    y = 2", "        z", "# note", "  @deco", ")", "  ]", "}",
+    "-- sql", "<!-- c -->", "% tex", "def f():", " " * 40 + "deep", "\u3000w",
+]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_LINE_SHAPES), min_size=2, max_size=40))
+def test_one_pass_breaks_rank_every_line_as_defined(lines: list[str]) -> None:
+    spans = _Lines("\n".join(lines), ChunkingPolicy())
+    a = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if a is None:
+        return
+    b = len(lines)
+    expected = [(i, k) for i in range(a + 1, b) if (k := _break_key(lines, i)) is not None]
+    assert spans.breaks(a, b) == expected
