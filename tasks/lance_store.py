@@ -109,6 +109,10 @@ class _Matrix:
         return self.dataset.take(positions, columns=["text"])["text"].to_pylist()  # type: ignore[no-any-return]
 
 
+def _filled(hits: Sequence[SearchHit], texts: list[str]) -> list[SearchHit]:
+    return [replace(hit, text=text) for hit, text in zip(hits, texts, strict=True)]
+
+
 def _load_matrix(dataset: Any, dimensions: int) -> _Matrix:
     data = dataset.to_table(columns=[*_META_COLUMNS, "vector"], with_row_id=True)
     flat = data["vector"].combine_chunks().values.to_numpy(zero_copy_only=False)
@@ -259,10 +263,9 @@ class LanceStore(LanceTables):
         if -1 in positions:  # rows newer than the matrix: read them by id
             return super().with_text(namespace, hits)
         try:
-            texts = matrix.texts(positions)
+            return _filled(hits, matrix.texts(positions))
         except LANCE_ERRORS as exc:
             raise VectorStoreError(f"reading hits of {namespace!r} failed: {exc}") from exc
-        return [replace(hit, text=text) for hit, text in zip(hits, texts, strict=True)]
 
     # ---- the in-process vector matrix -----------------------------------------------------
 
@@ -280,10 +283,7 @@ class LanceStore(LanceTables):
         self, matrix: _Matrix, positions: list[int], scores: list[float], with_text: bool
     ) -> list[SearchHit]:
         hits = [matrix.hit(p, s) for p, s in zip(positions, scores, strict=True)]
-        if not with_text or not hits:
-            return hits
-        texts = matrix.texts(positions)
-        return [replace(hit, text=text) for hit, text in zip(hits, texts, strict=True)]
+        return _filled(hits, matrix.texts(positions)) if with_text and hits else hits
 
     def _query_matrix(
         self, namespace: str, table: Any, query: NDArray[np.float32], limit: int, with_text: bool
