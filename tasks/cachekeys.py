@@ -82,20 +82,30 @@ def key_name(namespace: str, kind: str, part: str) -> str:
     return f"{prefix(namespace)}{kind}:{part}"
 
 
+_RAW = b"\x00"
+
+
 def encode_value(value: JSONValue, header: str = "") -> bytes:
-    """JSON only (never pickle): anything ``orjson`` cannot encode is refused."""
-    try:
-        body = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
-    except TypeError as exc:
-        raise CacheKeyError(f"cache values must be JSON-serialisable: {exc}") from exc
+    """JSON, or ``bytes`` stored as they are (never pickle): anything else that ``orjson``
+    cannot encode is refused. A raw body starts with a NUL byte, which JSON never does."""
+    if isinstance(value, bytes):
+        body = _RAW + value
+    else:
+        try:
+            body = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+        except TypeError as exc:
+            raise CacheKeyError(f"cache values must be JSON-serialisable: {exc}") from exc
     if len(body) > MAX_VALUE_BYTES:
         raise CacheKeyError(f"cache value of {len(body)} bytes exceeds {MAX_VALUE_BYTES}")
     return header.encode() + b"\n" + body
 
 
 def decode_value(raw: bytes) -> tuple[str, JSONValue]:
-    """Inverse of :func:`encode_value`; compact JSON never contains a raw newline."""
+    """Inverse of :func:`encode_value`: the header ends at the first newline (a header never
+    holds one; a body may)."""
     header, _, body = raw.partition(b"\n")
+    if body[:1] == _RAW:
+        return header.decode(), body[1:]
     return header.decode(), orjson.loads(body)
 
 

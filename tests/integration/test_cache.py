@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 import redis
 
 from tasks.cache import RedisCache
 from tasks.cachekeys import key_name
+from tasks.embedding_cache import EmbeddingCache
 from tasks.errors import CacheKeyError
 from tasks.invalidation import Invalidator
 from tests.redis_support import RedisProcess
@@ -32,6 +35,23 @@ def test_nested_json_round_trip(cache: RedisCache) -> None:
     cache.set("doc", value)
     assert cache.get("doc") == value
     assert cache.get("absent", "dflt") == "dflt"
+
+
+@pytest.mark.parametrize("count", [3, 100])  # the Lua path, and MSET for large batches
+def test_embedding_cache_stores_raw_float32_and_still_reads_base64(
+    cache: RedisCache, redis_client: redis.Redis, namespace: str, count: int
+) -> None:
+    vectors = np.random.default_rng(count).standard_normal((count, 256), dtype=np.float32)
+    embeddings = EmbeddingCache(cache, "test:model", 256)
+    keys = embeddings.keys([f"text {i}" for i in range(count)])
+    embeddings.store(keys, vectors)
+    stored = redis_client.get(key_name(namespace, "k", keys[0]))
+    assert stored is not None and len(stored) == 1 + 1 + 256 * 4  # header end, marker, body
+    legacy, short = keys[0], keys[1]  # earlier versions wrote base64 inside JSON
+    cache.set_many({legacy: base64.b64encode(vectors[0].tobytes()).decode(), short: b"\0" * 8})
+    found = embeddings.lookup([*keys, "e:" + "0" * 40])
+    assert sorted(found) == [i for i in range(count) if i != 1]  # a bad value is a miss
+    assert all(np.array_equal(found[i], vectors[i]) for i in found)
 
 
 def test_get_many_and_set_many_in_one_round_trip(cache: RedisCache) -> None:

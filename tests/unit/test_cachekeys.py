@@ -33,6 +33,13 @@ def test_any_json_value_round_trips(value: object) -> None:
     assert decode_value(encode_value(value, "t:x 3")) == ("t:x 3", value)
 
 
+@given(st.binary(max_size=2000))
+def test_bytes_round_trip_as_bytes_whatever_they_hold(value: bytes) -> None:
+    # Newlines, NULs and JSON-looking bytes inside the body change nothing.
+    assert decode_value(encode_value(value, "t:x 3")) == ("t:x 3", value)
+    assert decode_value(encode_value(b"\n" + value)) == ("", b"\n" + value)
+
+
 @given(st.text(min_size=1, max_size=60))
 def test_valid_parts_contain_no_glob_or_control_characters(part: str) -> None:
     try:
@@ -85,3 +92,5 @@ def test_non_json_values_refused() -> None:
         encode_value({1, 2})
     with pytest.raises(CacheKeyError, match="JSON"):
         encode_value(object())
+    with pytest.raises(CacheKeyError, match="JSON"):
+        encode_value(bytearray(b"only bytes themselves are stored raw"))
