@@ -35,3 +35,52 @@ def synthetic(n: int) -> list[Chunk]:
 
 def put(store: VectorStore, embedder: Embedder, chunks: list[Chunk], ns: str = NS) -> None:
     store.upsert(ns, chunks, embedder.embed([c.text for c in chunks]))
+
+
+#: A small shop's code by (path, symbol): the hybrid-search tests' corpus.
+SHOP: dict[tuple[str, str | None], str] = {
+    ("shop/config.py", "load_settings"): '''
+        def load_settings(path: str) -> dict:
+            """Read the YAML configuration file and return it as a dictionary."""
+            with open(path) as handle:
+                return yaml.safe_load(handle)
+    ''',
+    ("shop/cart.py", "Cart.total_price"): """
+        class Cart:
+            def total_price(self) -> Decimal:
+                return sum(item.price * item.quantity for item in self.items)
+    """,
+    ("shop/http.py", "HTTPClient.get_json"): """
+        class HTTPClient:
+            def get_json(self, url: str) -> dict:
+                response = self.session.get(url, timeout=self.timeout)
+                response.raise_for_status()
+                return response.json()
+    """,
+    ("shop/auth.py", "hash_password"): """
+        def hash_password(password: str, salt: bytes) -> bytes:
+            return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 200_000)
+    """,
+    ("shop/dates.py", "parse_iso_date"): """
+        def parse_iso_date(value: str) -> datetime.date:
+            return datetime.date.fromisoformat(value)
+    """,
+    ("shop/__init__.py", None): """
+        from shop.cart import Cart
+        from shop.config import load_settings
+    """,
+    ("tests/test_cart.py", "test_total_price"): """
+        def test_total_price():
+            cart = Cart(items=[Item(price=2, quantity=3)])
+            assert cart.total_price() == 6
+    """,
+    ("shop/retry.py", "retry_with_backoff"): """
+        def retry_with_backoff(call, attempts=5, base_delay=0.1):
+            for attempt in range(attempts):
+                try:
+                    return call()
+                except ConnectionError:
+                    time.sleep(base_delay * 2 ** attempt)
+            raise RuntimeError("gave up")
+    """,
+}

@@ -26,7 +26,7 @@ from tasks.records import Chunk
 from tasks.search import HybridStore, VectorStore, hybrid_search
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.pinecone_server import PineconeFake
-from tests.store_support import NS, put, snippets, synthetic
+from tests.store_support import NS, SHOP, put, snippets, synthetic
 
 OPENAI_KEY = "sk-test-shared-suite"
 PINECONE_KEY = "pc-test-shared-suite"
@@ -143,32 +143,6 @@ def test_wrong_shapes_are_refused(store: Store, local_embedder: LocalEmbedder) -
         store.query(NS, np.zeros(64, dtype=np.float32), 3)
 
 
-CORPUS = {
-    ("shop/config.py", "load_settings"): '''
-        def load_settings(path: str) -> dict:
-            """Read the YAML configuration file and return it as a dictionary."""
-            with open(path) as handle:
-                return yaml.safe_load(handle)
-    ''',
-    ("shop/cart.py", "Cart.total_price"): """
-        class Cart:
-            def total_price(self) -> Decimal:
-                return sum(item.price * item.quantity for item in self.items)
-    """,
-    ("shop/http.py", "HTTPClient.get_json"): """
-        class HTTPClient:
-            def get_json(self, url: str) -> dict:
-                response = self.session.get(url, timeout=self.timeout)
-                return response.json()
-    """,
-    ("tests/test_cart.py", "test_total_price"): """
-        def test_total_price():
-            cart = Cart(items=[Item(price=2, quantity=3)])
-            assert cart.total_price() == 6
-    """,
-}
-
-
 def test_candidates_without_text_then_the_final_hits_with_it(
     store: Store, local_embedder: LocalEmbedder
 ) -> None:
@@ -203,7 +177,7 @@ def test_hybrid_search_over_every_pair(
 ) -> None:
     chunks = [
         Chunk(path, "python", 1, 5, textwrap.dedent(src).strip(), symbol, "function")
-        for (path, symbol), src in CORPUS.items()
+        for (path, symbol), src in SHOP.items()
     ]
     store.upsert(NS, chunks, embedder.embed([f"{c.path}\n{c.text}" for c in chunks]))
     hits = hybrid_search(query, store=store, embedder=embedder, namespace=NS, limit=3)
