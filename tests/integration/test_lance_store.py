@@ -3,17 +3,20 @@ store must do is in ``test_backends_shared.py``, which runs it against LanceDB t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from tasks.embedders import LocalEmbedder
 from tasks.errors import ConfigError, VectorStoreError
-from tasks.lance_store import LanceStore, table_name
+from tasks.lance_store import LanceStore, _load_matrix, _Matrix, _reload_matrix, table_name
 from tasks.records import Chunk
-from tests.store_support import NS, put, snippets
+from tests.store_support import NS, put, snippets, synthetic
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +126,63 @@ def test_optimize_folds_and_compacts_small_tables_but_waits_on_large_ones() -> N
     assert not _fold_due(stats(200_000, 2_000))  # 1% of a large table: wait
     assert _fold_due(stats(200_000, 30_000))  # over a tenth: fold
     assert not _fold_due(None)
+
+
+def _same(reloaded: _Matrix, whole: _Matrix) -> None:
+    assert reloaded.version == whole.version
+    assert np.array_equal(reloaded.vectors, whole.vectors)
+    assert reloaded.columns == whole.columns and reloaded.positions == whole.positions
+    assert np.array_equal(reloaded.addresses, whole.addresses)
+    assert np.array_equal(reloaded.by_address, whole.by_address)
+    assert reloaded.fragments == whole.fragments
+
+
+def test_a_matrix_read_again_after_writes_equals_one_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After each kind of write, reusing the rows the last matrix holds gives exactly the
+    matrix a fresh read gives: appends, re-upserts with new vectors, deletes, a table dropped
+    and written again by another store (fragment ids start over, with other data), and
+    compaction (every row moves)."""
+    rng = np.random.default_rng(3)
+    chunks = synthetic(400)
+    store, other = (LanceStore(tmp_path / "db", dimensions=8) for _ in range(2))
+
+    def vectors(n: int) -> NDArray[np.float32]:
+        return rng.standard_normal((n, 8), dtype=np.float32)
+
+    def recreate() -> None:  # the same row addresses as before, holding other rows
+        other.drop(NS)
+        other.append(NS, chunks[200:400], vectors(200))
+
+    def dataset() -> Any:
+        table = LanceStore(tmp_path / "db", dimensions=8)._open(NS)
+        assert table is not None
+        return table.to_lance()
+
+    writes: list[Callable[[], object]] = [
+        recreate,
+        lambda: other.append(NS, chunks[:60], vectors(60)),
+        lambda: other.upsert(NS, chunks[210:230], vectors(20)),  # same ids, new vectors
+        lambda: other.delete(NS, [c.id for c in chunks[240:290]]),
+        lambda: other.upsert(NS, chunks[60:100], vectors(40)),
+        lambda: other.optimize(NS),
+        lambda: other.append(NS, chunks[100:105], vectors(5)),
+    ]
+    store.append(NS, chunks[:200], vectors(200))
+    matrix = _load_matrix(dataset(), 8)
+    read_whole: list[int] = []
+
+    def counted(data: Any, dimensions: int) -> _Matrix:
+        read_whole.append(len(read_whole))
+        return _load_matrix(data, dimensions)
+
+    monkeypatch.setattr("tasks.lance_store._load_matrix", counted)
+    for step, write in enumerate(writes):
+        write()
+        read_whole.clear()
+        reloaded = _reload_matrix(matrix, dataset(), 8)
+        _same(reloaded, _load_matrix(dataset(), 8))
+        # Read whole only when the rows are other data or have all moved.
+        assert bool(read_whole) is (write in (recreate, writes[5])), step
+        matrix = reloaded
