@@ -45,7 +45,7 @@ def search_repository(
         raise ConfigError(f"the limit must be between 1 and {MAX_LIMIT}")
     _, namespace = indexed_manifest(settings, path)
     rt = runtime(settings)
-    backend = f"{settings.store}\0{rt.embedder_identity[0]}"
+    backend = f"{settings.store}\0{rt.embedder_identity[0]}\0{settings.semantic_weight}"
     material = f"{RANKING_VERSION}\0{backend}\0{namespace}\0{limit}\0{query}".encode()
     key = "q:" + hashlib.blake2b(material, digest_size=20).hexdigest()
     hits: list[dict[str, Any]] = rt.search_cache.get_or_compute(
@@ -58,7 +58,12 @@ def _search(rt: Runtime, query: str, namespace: str, limit: int) -> list[dict[st
     from tasks.search import hybrid_search
 
     hits = hybrid_search(
-        query, store=rt.store, embedder=rt.embedder, namespace=namespace, limit=limit
+        query,
+        store=rt.store,
+        embedder=rt.embedder,
+        namespace=namespace,
+        limit=limit,
+        semantic_weight=rt.settings.semantic_weight,
     )
     return [
         {

@@ -263,19 +263,24 @@ def test_searches_are_cached_until_the_index_or_the_ranking_changes(
     real, ran = tasks.search.hybrid_search, []
 
     def counted(*args: Any, **kwargs: Any) -> Any:
-        ran.append(args[0])
+        ran.append(kwargs["semantic_weight"])
         return real(*args, **kwargs)
 
     monkeypatch.setattr(tasks.search, "hybrid_search", counted)
     first = indexer.search(repo, "load user from json")
-    assert indexer.search(repo, "load user from json") == first and len(ran) == 1
+    assert indexer.search(repo, "load user from json") == first and ran == [None]
     monkeypatch.setattr("tasks.repo_search.RANKING_VERSION", RANKING_VERSION + 1)
     assert indexer.search(repo, "load user from json") == first and len(ran) == 2
+    indexer.env["CODEFLOW_SEMANTIC_WEIGHT"] = "0"  # another weight: another answer
+    indexer.search(repo, "load user from json")
+    assert ran == [None, None, 0.0]
+    del indexer.env["CODEFLOW_SEMANTIC_WEIGHT"]
+    monkeypatch.delenv("CODEFLOW_SEMANTIC_WEIGHT")
     write(repo, {"app/extra.py": "def load_user_again(path):\n    return path\n"})
     commit_all(repo, "more")
     indexer.index(repo)
     indexer.search(repo, "load user from json")
-    assert len(ran) == 3, "indexing invalidates the repository's cached searches"
+    assert len(ran) == 4, "indexing invalidates the repository's cached searches"
 
 
 def test_interrupted_run_leaves_no_duplicates_or_stale_vectors(

@@ -41,6 +41,10 @@ def test_environment_is_read_only_when_asked(monkeypatch: pytest.MonkeyPatch) ->
         ({"CODEFLOW_EMBEDDER": "bert"}, "CODEFLOW_EMBEDDER: expected one of 'local' or 'openai'"),
         ({"REDIS_URL": "http://x"}, "REDIS_URL: expected a URL starting with redis://"),
         ({"SANDBOX_TIMEOUT_MS": "5"}, "SANDBOX_TIMEOUT_MS: expected a number of at least 100"),
+        (
+            {"CODEFLOW_SEMANTIC_WEIGHT": "-0.5"},
+            "CODEFLOW_SEMANTIC_WEIGHT: expected a number of at least 0",
+        ),
     ],
 )
 def test_bad_values_give_one_line_naming_the_variable(
@@ -57,3 +61,8 @@ def test_secrets_are_hidden() -> None:
     assert "sk-very-secret" not in repr(settings)
     assert settings.openai_api_key is not None
     assert settings.openai_api_key.get_secret_value() == "sk-very-secret"
+
+
+def test_semantic_weight_defaults_to_the_embedders_own() -> None:
+    assert load_settings({}).semantic_weight is None
+    assert load_settings({"CODEFLOW_SEMANTIC_WEIGHT": "0.5"}).semantic_weight == 0.5
