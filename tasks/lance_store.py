@@ -46,10 +46,10 @@ from tasks.lance_tables import (
     HIT_COLUMNS,
     LANCE_ERRORS,
     LanceTables,
+    bm25_query,
     chunk_columns,
     hit_from_row,
     latest_chunks,
-    search_terms,
     table_name,
 )
 from tasks.records import Chunk, SearchHit
@@ -130,7 +130,11 @@ def _fragment_files(dataset: Any) -> dict[int, tuple[str, ...]]:
 
 
 def _matrix_of(
-    dataset: Any, vectors: NDArray[np.float32], columns: dict[str, list[Any]], addresses: Any
+    dataset: Any,
+    vectors: NDArray[np.float32],
+    columns: dict[str, list[Any]],
+    addresses: Any,
+    fragments: dict[int, tuple[str, ...]],
 ) -> _Matrix:
     order = np.argsort(addresses, kind="stable")
     return _Matrix(
@@ -141,7 +145,7 @@ def _matrix_of(
         addresses=addresses[order],
         by_address=order,
         positions={chunk_id: i for i, chunk_id in enumerate(columns["id"])},
-        fragments=_fragment_files(dataset),
+        fragments=fragments,
     )
 
 
@@ -149,7 +153,10 @@ def _load_matrix(dataset: Any, dimensions: int) -> _Matrix:
     """Every row of ``dataset`` (one version of a table), read whole."""
     data = dataset.to_table(columns=[*_META_COLUMNS, "vector"], with_row_address=True)
     columns = {name: data[name].to_pylist() for name in _META_COLUMNS}
-    return _matrix_of(dataset, _vectors(data, dimensions), columns, data["_rowaddr"].to_numpy())
+    addresses = data["_rowaddr"].to_numpy()
+    return _matrix_of(
+        dataset, _vectors(data, dimensions), columns, addresses, _fragment_files(dataset)
+    )
 
 
 def _reload_matrix(old: _Matrix, dataset: Any, dimensions: int) -> _Matrix:
@@ -157,7 +164,8 @@ def _reload_matrix(old: _Matrix, dataset: Any, dimensions: int) -> _Matrix:
     data files ``old`` holds too come from ``old`` (Lance never rewrites a data file), only
     the others are read. Mostly new rows (after a compaction, say): read whole."""
     addresses = dataset.to_table(columns=[], with_row_address=True)["_rowaddr"].to_numpy()
-    same = [f for f, files in _fragment_files(dataset).items() if old.fragments.get(f) == files]
+    fragments = _fragment_files(dataset)
+    same = [f for f, files in fragments.items() if old.fragments.get(f) == files]
     before = np.where(np.isin(addresses >> 32, same), old.find(addresses), -1)
     fresh = np.flatnonzero(before < 0)
     if fresh.size * 2 > addresses.size:
@@ -171,7 +179,7 @@ def _reload_matrix(old: _Matrix, dataset: Any, dimensions: int) -> _Matrix:
         for name in _META_COLUMNS:
             columns[name][fresh] = np.asarray(data[name].to_pylist(), dtype=object)
     lists = {name: column.tolist() for name, column in columns.items()}
-    return _matrix_of(dataset, vectors, lists, addresses)
+    return _matrix_of(dataset, vectors, lists, addresses, fragments)
 
 
 class LanceStore(LanceTables):
@@ -281,23 +289,6 @@ class LanceStore(LanceTables):
         # LanceDB's "dot" distance is 1 - dot product.
         return [hit_from_row(row, 1.0 - row["_distance"]) for row in rows.to_pylist()]
 
-    def text_search(
-        self, namespace: str, query_tokens: list[str], limit: int, *, with_text: bool = True
-    ) -> list[SearchHit]:
-        """BM25 over the ``tokens`` column. With the vector matrix cached, LanceDB returns
-        only row addresses and scores (~3 ms at 100K rows, against ~7 ms with the hit
-        columns) and the hits are built from the matrix's columns."""
-        if not self._cache_vectors:
-            return super().text_search(namespace, query_tokens, limit, with_text=with_text)
-        table = self._open(namespace)
-        terms = search_terms(query_tokens)
-        if table is None or not terms or limit < 1:
-            return []
-        try:
-            return self._text_search_matrix(namespace, table, terms, limit, with_text)
-        except LANCE_ERRORS as exc:
-            raise VectorStoreError(f"text search in {namespace!r} failed: {exc}") from exc
-
     def with_text(self, namespace: str, hits: Sequence[SearchHit]) -> list[SearchHit]:
         """``hits`` with their chunk text, read by position for the rows the matrix holds."""
         matrix = self._matrices.get(table_name(namespace))
@@ -353,18 +344,17 @@ class LanceStore(LanceTables):
         top = top[np.lexsort((top, -scores[top]))]
         return self._hits(matrix, top.tolist(), scores[top].tolist(), with_text)
 
-    def _text_search_matrix(
+    def _bm25_hits(
         self, namespace: str, table: Any, terms: list[str], limit: int, with_text: bool
     ) -> list[SearchHit]:
-        """BM25 row addresses -> matrix positions. The search runs first, then the matrix is
-        checked against the table's version, so the matrix is of that version or a later
-        one; a row that later version lacks was deleted or moved in between: left out."""
-        rows = (
-            table.search(" ".join(terms), query_type="fts", fts_columns="tokens")
-            .select(["_rowaddr", "_score"])
-            .limit(limit)
-            .to_arrow()
-        )
+        """With the vector matrix cached, LanceDB returns only row addresses and scores (~3 ms
+        at 100K rows, against ~7 ms with the hit columns), which become matrix positions.
+        The search runs first, then the matrix is checked against the table's version, so
+        the matrix is of that version or a later one; a row that later version lacks was
+        deleted or moved in between: left out."""
+        if not self._cache_vectors:
+            return super()._bm25_hits(namespace, table, terms, limit, with_text)
+        rows = bm25_query(table, terms, ["_rowaddr", "_score"], limit)
         matrix = self._matrix(namespace, table)
         positions = matrix.find(rows["_rowaddr"].to_numpy()).tolist()
         scores = rows["_score"].to_pylist()

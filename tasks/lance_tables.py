@@ -123,6 +123,12 @@ def search_terms(query_tokens: list[str]) -> list[str]:
     return [t for t in dict.fromkeys(query_tokens) if t and not t.isspace()]
 
 
+def bm25_query(table: Any, terms: list[str], columns: list[str], limit: int) -> pa.Table:
+    """``columns`` of the ``limit`` best rows by BM25 over ``tokens``."""
+    query = table.search(" ".join(terms), query_type="fts", fts_columns="tokens")
+    return query.select(columns).limit(limit).to_arrow()
+
+
 def hit_from_row(row: dict[str, Any], score: float) -> SearchHit:
     return SearchHit(
         id=row["id"],
@@ -300,16 +306,17 @@ class LanceTables:
         terms = search_terms(query_tokens)
         if table is None or not terms or limit < 1:
             return []
-        columns = HIT_COLUMNS if with_text else [c for c in HIT_COLUMNS if c != "text"]
         try:
-            rows = (
-                table.search(" ".join(terms), query_type="fts", fts_columns="tokens")
-                .select([*columns, "_score"])
-                .limit(limit)
-                .to_arrow()
-            )
+            return self._bm25_hits(namespace, table, terms, limit, with_text)
         except LANCE_ERRORS as exc:
             raise VectorStoreError(f"text search in {namespace!r} failed: {exc}") from exc
+
+    def _bm25_hits(
+        self, namespace: str, table: Any, terms: list[str], limit: int, with_text: bool
+    ) -> list[SearchHit]:
+        """The hits of one full-text query (a subclass may build them otherwise)."""
+        columns = HIT_COLUMNS if with_text else [c for c in HIT_COLUMNS if c != "text"]
+        rows = bm25_query(table, terms, [*columns, "_score"], limit)
         return [hit_from_row(row, row["_score"]) for row in rows.to_pylist()]
 
     def with_text(self, namespace: str, hits: Sequence[SearchHit]) -> list[SearchHit]:
