@@ -29,7 +29,8 @@ from numpy.typing import NDArray
 
 from tasks.codetokens import code_tokens
 from tasks.errors import ConfigError, EmbedderError
-from tasks.piece_tokens import Bounds, PieceTokenizer, TokenIds, flatten
+from tasks.native_tokens import NativePieceTokenizer, piece_tokenizer
+from tasks.piece_tokens import Bounds, TokenIds, flatten
 
 Vectors = NDArray[np.float32]
 
@@ -127,8 +128,10 @@ class LocalEmbedder:
     fails at start-up, not mid-run. Texts are tokenized without padding by
     :class:`~tasks.piece_tokens.PieceTokenizer` (the same IDs as the Rust tokenizer, each
     distinct piece encoded once: ~3x faster on code, on one core, leaving the other to the
-    chunker) and each text's token vectors are averaged. WordLlama's own ``embed`` pads
-    every batch to its longest text, which costs ~40% more on code chunks of uneven length.
+    chunker) and each text's token vectors are averaged; both steps run in codeflow's
+    native extension when it is built (:mod:`tasks.native_tokens`, another ~3x). WordLlama's
+    own ``embed`` pads every batch to its longest text, which costs ~40% more on code chunks
+    of uneven length.
     Results equal WordLlama's ``embed(norm=True)``.
     """
 
@@ -144,7 +147,7 @@ class LocalEmbedder:
             raise EmbedderError("WordLlama's tokenizer and weights disagree; reinstall it")
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
-        self._pieces = PieceTokenizer.for_tokenizer(self._tokenizer)
+        self._pieces = piece_tokenizer(self._tokenizer, self._table)
         self._dimensions = dimensions
         self._batch_size = batch_size
 
@@ -178,6 +181,9 @@ class LocalEmbedder:
     def _pool(self, ids: TokenIds, bounds: Bounds, out: Vectors) -> None:
         """Mean of each text's token vectors into ``out``; texts without tokens stay zero.
         (A per-row gather beats one ``np.add.reduceat`` over the batch by ~10x here.)"""
+        if isinstance(self._pieces, NativePieceTokenizer):
+            out[:] = self._pieces.mean_rows(ids, bounds)
+            return
         table, total = self._table, np.add.reduce
         for row, (start, end) in enumerate(pairwise(bounds.tolist())):
             if end > start:

@@ -68,7 +68,7 @@ class PieceTokenizer:
         self._forget()
 
     @classmethod
-    def for_tokenizer(cls, tokenizer: Any) -> PieceTokenizer | None:
+    def for_tokenizer(cls, tokenizer: Any, max_pieces: int = MAX_PIECES) -> PieceTokenizer | None:
         """A piece tokenizer equivalent to ``tokenizer``, or None if it cannot be one."""
         spec = json.loads(tokenizer.to_str())
         model = spec.get("model") or {}
@@ -80,7 +80,7 @@ class PieceTokenizer:
             or any(re.search(f"[^{SPACE}]{SPACE}", token) for token in model.get("vocab", {}))
         ):
             return None
-        return cls(tokenizer)
+        return cls(tokenizer, max_pieces)
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Token IDs of each text (no special tokens)."""
