@@ -19,10 +19,12 @@ the regular expressions below. ~50 MB/s on one core, 2.5x a ``findall`` over the
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from functools import lru_cache
+from collections.abc import Iterable, Sequence
+from functools import cache, lru_cache
 from itertools import chain
+from typing import cast
 
+from tasks.native import codeflow_native, native_available
 from tasks.records import Chunk
 
 # A "word" is a run of identifier characters (Unicode letters and digits included).
@@ -115,8 +117,32 @@ def unique_tokens(tokens: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(tokens))
 
 
+def _document_text(chunk: Chunk) -> str:
+    return f"{chunk.path}\n{chunk.symbol or ''}\n{chunk.text}"
+
+
 def search_document(chunk: Chunk) -> str:
     """The BM25 document of a chunk: its path and symbol count as words of its text."""
     if chunk.search_text is not None:
         return chunk.search_text
-    return _joined_tokens(f"{chunk.path}\n{chunk.symbol or ''}\n{chunk.text}")
+    return _joined_tokens(_document_text(chunk))
+
+
+@cache
+def _native_tokenizer() -> codeflow_native.CodeTokenizer:
+    assert codeflow_native is not None
+    return codeflow_native.CodeTokenizer(sorted(STOP_WORDS), _MAX_TOKEN_CHARS)
+
+
+def search_documents(chunks: Sequence[Chunk]) -> list[str]:
+    """:func:`search_document` of each chunk. Texts that are all ASCII (most code) are
+    tokenized by the native extension when it is built: the same tokens, several times
+    faster (benchmarks/RESULTS.md)."""
+    if not native_available():
+        return [search_document(c) for c in chunks]
+    docs = [c.search_text for c in chunks]
+    todo = [i for i, doc in enumerate(docs) if doc is None]
+    texts = [_document_text(chunks[i]) for i in todo]
+    for i, text, doc in zip(todo, texts, _native_tokenizer().joined_tokens(texts), strict=True):
+        docs[i] = _joined_tokens(text) if doc is None else doc
+    return cast(list[str], docs)

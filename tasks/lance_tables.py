@@ -21,7 +21,7 @@ import lancedb
 import pyarrow as pa
 from lancedb.index import FTS, BTree
 
-from tasks.codetokens import search_document
+from tasks.codetokens import search_documents
 from tasks.errors import ConfigError, VectorStoreError
 from tasks.records import Chunk, SearchHit
 
@@ -114,7 +114,7 @@ def chunk_columns(chunks: Sequence[Chunk]) -> dict[str, list[Any]]:
         "symbol": [c.symbol for c in chunks],
         "kind": [c.kind for c in chunks],
         "text": [c.text for c in chunks],
-        "tokens": [search_document(c) for c in chunks],
+        "tokens": search_documents(chunks),
     }
 
 

@@ -15,30 +15,15 @@ native BPE does not cover, :func:`piece_tokenizer` returns the Python tokenizer.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from tasks.native import codeflow_native, native_available
 from tasks.piece_tokens import MAX_PIECES, Bounds, PieceTokenizer, TokenIds
 
-try:
-    import codeflow_native
-except ImportError:  # not built: the pure-Python path serves
-    codeflow_native = None  # type: ignore[assignment]
-
 Vectors = np.ndarray[Any, np.dtype[np.float32]]
-
-
-def native_built() -> bool:
-    """Whether the extension is installed (``scripts/bootstrap`` builds it where cargo is)."""
-    return codeflow_native is not None
-
-
-def native_available() -> bool:
-    """Whether the extension is installed and not turned off with ``CODEFLOW_NATIVE=0``."""
-    return native_built() and os.environ.get("CODEFLOW_NATIVE", "1") != "0"
 
 
 class NativePieceTokenizer(PieceTokenizer):

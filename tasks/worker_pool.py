@@ -35,7 +35,7 @@ import numpy as np
 import orjson
 
 from tasks.chunking import ChunkingPolicy, Skip, chunk_files
-from tasks.codetokens import search_document
+from tasks.codetokens import search_documents
 from tasks.errors import WorkerError
 from tasks.records import Chunk
 
@@ -110,7 +110,8 @@ def chunk_request(header: dict[str, Any], payload: bytes) -> Frame:
         files.append((path, payload[offset : offset + size]))
         offset += size
     chunks, skips = chunk_files(files, policy)
-    rows = [[*_chunk_fields(c), search_document(c)] for c in chunks]
+    documents = search_documents(chunks)
+    rows = [[*_chunk_fields(c), doc] for c, doc in zip(chunks, documents, strict=True)]
     return {"chunks": rows, "skips": [[s.path, s.reason] for s in skips]}, b""
 
 

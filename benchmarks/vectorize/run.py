@@ -149,6 +149,20 @@ def embedder_seconds(texts: list[str], workers: int) -> float:
         pool.close()
 
 
+def python_path_seconds(texts: list[str], workers: int) -> float:
+    """:func:`embedder_seconds` with the native extension turned off (``CODEFLOW_NATIVE=0``,
+    which the worker processes inherit)."""
+    before = os.environ.get("CODEFLOW_NATIVE")
+    os.environ["CODEFLOW_NATIVE"] = "0"
+    try:
+        return embedder_seconds(texts, workers)
+    finally:
+        if before is None:
+            del os.environ["CODEFLOW_NATIVE"]
+        else:
+            os.environ["CODEFLOW_NATIVE"] = before
+
+
 _STOCK: dict[str, Any] = {}  # this process's WordLlama model, in wordllama_seconds' pool
 
 
@@ -284,6 +298,12 @@ def print_report(
         f"every core ({bounds['cold index, one process']:.2f} s in one process); cold index "
         f"/ embedder: {seconds / bounds['cold index']:.2f}x"
     )
+    from tasks.native_tokens import native_available
+
+    print(
+        f"the embedder's tokenizer and pooling: {'native' if native_available() else 'Python'}"
+        f"; the Python path alone on every core: {bounds['python path']:.2f} s"
+    )
     stock = bounds["wordllama embed()"]
     print(
         f"WordLlama's own embed() over the same chunks on every core: {stock:.2f} s; cold "
@@ -330,6 +350,7 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
     bounds = {
         "cold index": embedder_seconds(texts, default_workers()),
         "cold index, one process": embedder_seconds(texts, 0),
+        "python path": python_path_seconds(texts, default_workers()),
         "wordllama embed()": wordllama_seconds(texts, default_workers()),
         "100 changed files": embedder_seconds(corpus_texts(repo, files[:EDITED_FILES]), 0),
     }

@@ -1,4 +1,5 @@
-//! codeflow's optional native core: the local embedder's tokenizer and pooling.
+//! codeflow's optional native core: the local embedder's tokenizer and pooling, and the
+//! code-aware tokens of BM25 documents.
 //!
 //! `PieceEncoder` gives the same token IDs as `tasks.piece_tokens.PieceTokenizer` (and so
 //! as WordLlama's Hugging Face tokenizer): the text is normalised (a `▁` prepended, spaces
@@ -13,6 +14,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::Mutex;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -49,13 +51,20 @@ struct Symbol {
     alive: bool,
 }
 
-#[pyclass(module = "codeflow_native")]
+/// Remembered pieces: piece -> where its IDs are in `ids`, and how many.
+#[derive(Default)]
+struct PieceMemo {
+    index: FxHashMap<Box<str>, (u32, u32)>,
+    ids: Vec<i32>,
+}
+
+/// Calls from several threads take turns on the memo (the GIL is released meanwhile).
+#[pyclass(module = "codeflow_native", frozen)]
 struct PieceEncoder {
     vocab: FxHashMap<String, u32>,
     merges: FxHashMap<(u32, u32), (u32, u32)>,
     byte_ids: [u32; 256],
-    memo: FxHashMap<Box<str>, (u32, u32)>,
-    ids: Vec<i32>,
+    memo: Mutex<PieceMemo>,
     max_pieces: usize,
     table: Vec<f32>,
     dims: usize,
@@ -130,25 +139,25 @@ impl PieceEncoder {
     }
 
     /// Appends the IDs of the normalised `piece` to `out`, from the memo or learned now.
-    fn piece_ids(&mut self, piece: &str, out: &mut Vec<i32>) {
-        if let Some(&(start, len)) = self.memo.get(piece) {
-            out.extend_from_slice(&self.ids[start as usize..(start + len) as usize]);
+    fn piece_ids(&self, memo: &mut PieceMemo, piece: &str, out: &mut Vec<i32>) {
+        if let Some(&(start, len)) = memo.index.get(piece) {
+            out.extend_from_slice(&memo.ids[start as usize..(start + len) as usize]);
             return;
         }
-        if self.memo.len() >= self.max_pieces {
-            self.memo.clear();
-            self.ids.clear();
+        if memo.index.len() >= self.max_pieces {
+            memo.index.clear();
+            memo.ids.clear();
         }
-        let start = self.ids.len();
+        let start = memo.ids.len();
         let mut learned = Vec::new();
         self.bpe(piece, &mut learned);
-        self.ids.extend_from_slice(&learned);
+        memo.ids.extend_from_slice(&learned);
         out.extend_from_slice(&learned);
-        self.memo.insert(piece.into(), (start as u32, learned.len() as u32));
+        memo.index.insert(piece.into(), (start as u32, learned.len() as u32));
     }
 
     /// Token IDs of one text: normalised, cut into pieces, each piece looked up or learned.
-    fn encode_text(&mut self, text: &str, piece: &mut String, out: &mut Vec<i32>) {
+    fn encode_text(&self, memo: &mut PieceMemo, text: &str, piece: &mut String, out: &mut Vec<i32>) {
         if text.is_empty() {
             return;
         }
@@ -158,14 +167,14 @@ impl PieceEncoder {
         for ch in text.chars() {
             let space = ch == ' ' || ch == SPACE;
             if space && in_word {
-                self.piece_ids(piece, out);
+                self.piece_ids(memo, piece, out);
                 piece.clear();
                 in_word = false;
             }
             piece.push(if space { SPACE } else { ch });
             in_word |= !space;
         }
-        self.piece_ids(piece, out);
+        self.piece_ids(memo, piece, out);
     }
 }
 
@@ -214,19 +223,21 @@ impl PieceEncoder {
         if dims == 0 || table.len() % dims != 0 || vocab.values().any(|&id| id as usize >= table.len() / dims) {
             return Err(PyValueError::new_err("the embedding table does not match the vocabulary"));
         }
-        Ok(Self { vocab, merges: merge_map, byte_ids, memo: FxHashMap::default(), ids: Vec::new(), max_pieces: max_pieces.max(1), table, dims })
+        let memo = Mutex::new(PieceMemo::default());
+        Ok(Self { vocab, merges: merge_map, byte_ids, memo, max_pieces: max_pieces.max(1), table, dims })
     }
 
     /// Every text's token IDs as int32 bytes, and each text's bounds in them as int64
     /// bytes (`len(texts) + 1` values).
-    fn encode<'py>(&mut self, py: Python<'py>, texts: Vec<String>) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
+    fn encode<'py>(&self, py: Python<'py>, texts: Vec<String>) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
         let (ids, bounds) = py.detach(|| {
+            let mut memo = self.memo.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let mut ids: Vec<i32> = Vec::with_capacity(texts.iter().map(|t| t.len() / 3).sum());
             let mut bounds: Vec<i64> = Vec::with_capacity(texts.len() + 1);
             let mut piece = String::new();
             bounds.push(0);
             for text in &texts {
-                self.encode_text(text, &mut piece, &mut ids);
+                self.encode_text(&mut memo, text, &mut piece, &mut ids);
                 bounds.push(ids.len() as i64);
             }
             (ids, bounds)
@@ -267,11 +278,156 @@ impl PieceEncoder {
 
     /// How many distinct pieces are remembered.
     fn __len__(&self) -> usize {
-        self.memo.len()
+        self.memo.lock().map_or(0, |memo| memo.index.len())
+    }
+}
+
+/// BM25 documents of code: `tasks.codetokens._joined_tokens` for texts that are all ASCII.
+///
+/// The text is cut into runs of ASCII letters, digits and `_`; a run is one identifier once
+/// its outer underscores are stripped. Each identifier yields itself lower-cased, then (unless
+/// it is plain lower-case or capitalised letters) its parts: per `_`-separated piece, the
+/// matches of `[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+`, lower-cased, after the piece
+/// itself when it is lower-case letters and digits. Tokens of 1 or more than `max_chars`
+/// characters and stop words are left out. Python handles texts with other characters.
+/// Calls from several threads take turns on the memo (the GIL is released meanwhile).
+#[pyclass(module = "codeflow_native", frozen)]
+struct CodeTokenizer {
+    stop_words: rustc_hash::FxHashSet<String>,
+    max_chars: usize,
+    memo: Mutex<FxHashMap<Box<str>, Box<str>>>, // identifier -> its tokens: code repeats them
+}
+
+const MAX_WORDS: usize = 1 << 18; // remembered identifiers before the memo starts over
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// The end of the `_PART` match starting at `i` of `piece` (ASCII letters and digits).
+fn part_end(piece: &[u8], i: usize) -> usize {
+    let run = |from: usize, pred: fn(&u8) -> bool| from + piece[from..].iter().take_while(|b| pred(b)).count();
+    let c = piece[i];
+    if c.is_ascii_digit() {
+        return run(i, u8::is_ascii_digit);
+    }
+    if c.is_ascii_lowercase() {
+        return run(i, u8::is_ascii_lowercase);
+    }
+    let upper_end = run(i, u8::is_ascii_uppercase);
+    let lower_after = piece.get(upper_end).is_some_and(u8::is_ascii_lowercase);
+    if upper_end - i >= 2 && lower_after {
+        upper_end - 1 // an acronym before a capitalised word: HTTP|Server
+    } else if upper_end - i == 1 && lower_after {
+        run(upper_end, u8::is_ascii_lowercase) // a capitalised word
+    } else {
+        upper_end
+    }
+}
+
+impl CodeTokenizer {
+    fn keep(&self, token: &str) -> bool {
+        1 < token.len() && token.len() <= self.max_chars && !self.stop_words.contains(token)
+    }
+
+    fn push(&self, out: &mut String, token: &str) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(token);
+    }
+
+    /// The parts of one `_`-free piece, or None when it has at most one.
+    fn parts<'a>(&self, piece: &'a [u8]) -> Option<Vec<&'a [u8]>> {
+        let mut parts = Vec::new();
+        let mut i = 0;
+        while i < piece.len() {
+            let end = part_end(piece, i);
+            parts.push(&piece[i..end]);
+            i = end;
+        }
+        (parts.len() > 1).then_some(parts)
+    }
+
+    fn expand(&self, word: &str, out: &mut String) {
+        let whole = word.to_ascii_lowercase();
+        if self.keep(&whole) {
+            self.push(out, &whole);
+        }
+        let bytes = word.as_bytes();
+        let letters = bytes.iter().all(u8::is_ascii_alphabetic);
+        let lower = |b: &[u8]| b.iter().any(u8::is_ascii_lowercase) && !b.iter().any(u8::is_ascii_uppercase);
+        if letters && (lower(bytes) || lower(&bytes[1..])) {
+            return;
+        }
+        for piece in word.split('_').filter(|p| !p.is_empty()) {
+            let mut emit = |token: &str| {
+                if token != whole && self.keep(token) {
+                    self.push(out, token);
+                }
+            };
+            match self.parts(piece.as_bytes()) {
+                None => emit(&piece.to_ascii_lowercase()),
+                Some(parts) => {
+                    if lower(piece.as_bytes()) {
+                        emit(piece);
+                    }
+                    for part in parts {
+                        // Safety of from_utf8: ASCII bytes.
+                        emit(&std::str::from_utf8(part).unwrap_or_default().to_ascii_lowercase());
+                    }
+                }
+            }
+        }
+    }
+
+    fn joined(&self, memo: &mut FxHashMap<Box<str>, Box<str>>, text: &str) -> Option<String> {
+        if !text.is_ascii() {
+            return None;
+        }
+        let mut out = String::with_capacity(text.len() / 2);
+        let mut tokens = String::new();
+        for run in text.split(|c: char| !is_word_byte(c as u8)) {
+            let word = run.trim_matches('_');
+            if word.is_empty() {
+                continue;
+            }
+            if !memo.contains_key(word) {
+                tokens.clear();
+                self.expand(word, &mut tokens);
+                if memo.len() >= MAX_WORDS {
+                    memo.clear();
+                }
+                memo.insert(word.into(), tokens.as_str().into());
+            }
+            let known = &memo[word];
+            if !known.is_empty() {
+                self.push(&mut out, known);
+            }
+        }
+        Some(out)
+    }
+}
+
+#[pymethods]
+impl CodeTokenizer {
+    #[new]
+    fn new(stop_words: Vec<String>, max_chars: usize) -> Self {
+        let memo = Mutex::new(FxHashMap::default());
+        Self { stop_words: stop_words.into_iter().collect(), max_chars, memo }
+    }
+
+    /// Each text's tokens joined by single spaces; None for a text that is not all ASCII.
+    fn joined_tokens(&self, py: Python<'_>, texts: Vec<String>) -> Vec<Option<String>> {
+        py.detach(|| {
+            let mut memo = self.memo.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            texts.iter().map(|t| self.joined(&mut memo, t)).collect()
+        })
     }
 }
 
 #[pymodule]
 fn codeflow_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<PieceEncoder>()
+    m.add_class::<PieceEncoder>()?;
+    m.add_class::<CodeTokenizer>()
 }

@@ -15,14 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
+from tasks.codetokens import search_document, search_documents
 from tasks.embedders import LocalEmbedder
-from tasks.native_tokens import (
-    NativePieceTokenizer,
-    native_available,
-    native_built,
-    piece_tokenizer,
-)
+from tasks.native import native_available, native_built
+from tasks.native_tokens import NativePieceTokenizer, piece_tokenizer
 from tasks.piece_tokens import PieceTokenizer
+from tasks.records import Chunk
 from tests.unit.test_piece_tokens import EDGE_CASES, reference
 
 REQUIRED = os.environ.get("CODEFLOW_REQUIRE_NATIVE") == "1"  # set by .ci/run
@@ -148,3 +146,70 @@ def test_a_vocabulary_the_table_cannot_hold_is_refused(embedder: LocalEmbedder) 
     spec = json.loads(embedder._tokenizer.to_str())
     with pytest.raises(ValueError, match="does not match"):
         NativePieceTokenizer(embedder._tokenizer, spec["model"], embedder._table[:100], 10)
+
+
+# ---- BM25 documents -------------------------------------------------------------------
+
+FRAGMENTS = [*"aAbBzZ09_", "HTTP", "Server", "get", "URL", "v2", "__", " ", "\n", "(", ".", "-"]
+IDENTIFIER_TEXT = st.lists(
+    st.sampled_from([*FRAGMENTS, "é", "\u00a0", "\u2003", "\x1c"]), max_size=30
+).map("".join)
+
+
+def chunk_of(text: str, path: str = "pkg/mod.py", symbol: str | None = None) -> Chunk:
+    return Chunk(path, "python", 1, 1, text, symbol)
+
+
+def python_documents(chunks: list[Chunk]) -> list[str]:
+    return [search_document(c) for c in chunks]
+
+
+@needs_native
+@settings(max_examples=500, deadline=None)
+@given(st.lists(IDENTIFIER_TEXT, max_size=6), st.sampled_from([None, "HTTPServer.get_URL"]))
+def test_native_bm25_documents_equal_the_python_ones(texts: list[str], symbol: str | None) -> None:
+    chunks = [chunk_of(t, symbol=symbol) for t in texts]
+    assert search_documents(chunks) == python_documents(chunks)
+
+
+@needs_native
+def test_native_bm25_documents_of_real_code_equal_the_python_ones() -> None:
+    chunks = [chunk_of(t, f"f{i}.py") for i, t in enumerate(real_code(400))]
+    documents = search_documents(chunks)
+    assert sum(map(len, documents)) > 1_000_000  # the files were read: a real comparison
+    assert documents == python_documents(chunks)
+
+
+@needs_native
+def test_texts_beyond_ascii_go_to_python_and_given_documents_are_kept() -> None:
+    from tasks.codetokens import _native_tokenizer
+
+    assert _native_tokenizer().joined_tokens(["naïve_café getUserName", "getUserName"]) == [
+        None,
+        "getusername get user name",
+    ]
+    given_doc = Chunk("a.py", "python", 1, 1, "x", search_text="kept as is")
+    chunks = [chunk_of("naïve_café getUserName"), given_doc]
+    assert search_documents(chunks) == [search_document(chunks[0]), "kept as is"]
+
+
+def test_without_the_extension_documents_come_from_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODEFLOW_NATIVE", "0")
+    chunks = [chunk_of("def getUserName(self): return self.HTTPServer_v2")]
+    assert search_documents(chunks) == python_documents(chunks)
+
+
+@needs_native
+def test_threads_sharing_one_embedder_get_the_vectors_they_would_alone() -> None:
+    """The extension releases the GIL while it works; its memos take one call at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = real_code(60)
+    batches = [texts[i::6] for i in range(6)]
+    alone = [LocalEmbedder().embed(b) for b in batches]
+    shared = LocalEmbedder()
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(shared.embed, batches))
+        documents = list(pool.map(search_documents, [[chunk_of(t) for t in b] for b in batches]))
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
+    assert documents == [python_documents([chunk_of(t) for t in b]) for b in batches]
