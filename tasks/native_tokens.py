@@ -15,6 +15,7 @@ native BPE does not cover, :func:`piece_tokenizer` returns the Python tokenizer.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from tasks.native import codeflow_native, native_available
 from tasks.piece_tokens import MAX_PIECES, Bounds, PieceTokenizer, TokenIds
 
 Vectors = np.ndarray[Any, np.dtype[np.float32]]
+log = logging.getLogger(__name__)
 
 
 class NativePieceTokenizer(PieceTokenizer):
@@ -86,4 +88,8 @@ def piece_tokenizer(
     model = json.loads(tokenizer.to_str())["model"]
     if not _native_shape(model):
         return python
-    return NativePieceTokenizer(tokenizer, model, table, max_pieces)
+    try:
+        return NativePieceTokenizer(tokenizer, model, table, max_pieces)
+    except ValueError as exc:  # a model the extension cannot take: Python still can
+        log.warning("native tokenizer unavailable (%s); using the Python path", exc)
+        return python

@@ -142,10 +142,15 @@ def test_a_model_without_byte_fallback_stays_in_python(embedder: LocalEmbedder) 
 
 
 @needs_native
-def test_a_vocabulary_the_table_cannot_hold_is_refused(embedder: LocalEmbedder) -> None:
+def test_a_vocabulary_the_table_cannot_hold_is_refused(
+    embedder: LocalEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
     spec = json.loads(embedder._tokenizer.to_str())
     with pytest.raises(ValueError, match="does not match"):
         NativePieceTokenizer(embedder._tokenizer, spec["model"], embedder._table[:100], 10)
+    found = piece_tokenizer(embedder._tokenizer, embedder._table[:100])
+    assert type(found) is PieceTokenizer  # the Python path, which needs no table
+    assert "using the Python path" in caplog.text
 
 
 # ---- BM25 documents -------------------------------------------------------------------
