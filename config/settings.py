@@ -12,6 +12,7 @@ environment at import time: call :func:`load_settings` at an edge (the CLI, the 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -147,11 +148,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     Raises :class:`SettingsError` with one line such as
     ``WEBSOCKET_PORT: expected an integer, got 'abc'``.
     """
-    source = _MappingEnvSource(os.environ if environ is None else environ)
+    if environ is None:  # remembered per environment: every task's state hooks ask for it
+        return _from_environment(frozenset(os.environ.items()))
+    source = _MappingEnvSource(environ)
     try:
         return Settings(**source())
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+
+
+@functools.lru_cache(maxsize=16)
+def _from_environment(environ: frozenset[tuple[str, str]]) -> Settings:
+    return load_settings(dict(environ))
 
 
 def with_backends(settings: Settings, embedder: str | None, store: str | None) -> Settings:

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from tasks.worker_pool import WorkerPool
 
 RESULTS_DB = 1  # Prefect task results get their own Redis database index
+# The embedding cache moves megabytes per call (8,192 vectors of 1 KB): on two busy cores a
+# healthy Redis can take longer than the short interactive timeout to answer one, and a
+# timeout would make the cache pass through, dropping vectors a later run needs. An outage
+# still shows at once (refused or reset connections do not wait for the timeout).
+BULK_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -92,12 +97,14 @@ class Runtime:
 
 @functools.lru_cache(maxsize=8)
 def runtime(settings: Settings) -> Runtime:
-    client = connect(redis_url_for(settings), timeout_s=settings.redis_timeout_s)
+    url = redis_url_for(settings)
+    client = connect(url, timeout_s=settings.redis_timeout_s)
+    bulk = connect(url, timeout_s=max(settings.redis_timeout_s, BULK_TIMEOUT_S))
     ttl = settings.cache_ttl_seconds
 
-    def cache(name: str) -> RedisCache:
+    def cache(name: str, on: redis.Redis = client) -> RedisCache:
         namespace = f"{settings.tenant}.{name}" if settings.tenant else name
-        return RedisCache(client, namespace, ttl_s=ttl, retry_after_s=settings.redis_retry_after_s)
+        return RedisCache(on, namespace, ttl_s=ttl, retry_after_s=settings.redis_retry_after_s)
 
     return Runtime(
         settings=settings,
@@ -105,7 +112,7 @@ def runtime(settings: Settings) -> Runtime:
         bus=EventBus(client, maxlen=settings.events_maxlen, ttl_s=ttl),
         search_cache=cache("search"),
         sandbox_cache=cache("sandbox"),
-        embedding_store=cache("embeddings"),
+        embedding_store=cache("embeddings", bulk),
         # One set of manifests per kind of vector store: each holds its own vectors.
         manifests=ManifestStore(settings.home / "manifests" / settings.store),
     )

@@ -298,7 +298,7 @@ def print_report(
         f"every core ({bounds['cold index, one process']:.2f} s in one process); cold index "
         f"/ embedder: {seconds / bounds['cold index']:.2f}x"
     )
-    from tasks.native_tokens import native_available
+    from tasks.native import native_available
 
     print(
         f"the embedder's tokenizer and pooling: {'native' if native_available() else 'Python'}"

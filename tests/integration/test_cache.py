@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import redis
 
+from config import load_settings
 from tasks.cache import RedisCache
 from tasks.cachekeys import key_name
 from tasks.embedding_cache import EmbeddingCache
 from tasks.errors import CacheKeyError
 from tasks.invalidation import Invalidator
+from tasks.runtime import runtime
 from tests.redis_support import RedisProcess
 
 TTL = 3600
@@ -293,6 +295,36 @@ def test_redis_killed_mid_operation_degrades_then_recovers(
     cache.set("after", 2)
     assert cache.get("after") == 2
     assert cache.stats()["errors"] > 0
+
+
+def test_large_writes_go_in_parts_and_every_key_gets_its_ttl(
+    cache: RedisCache, redis_client: redis.Redis, namespace: str
+) -> None:
+    items = {f"k{i}": {"i": i} for i in range(2500)}  # three parts of at most 1,024
+    cache.set_many(items)
+    assert cache.counters["sets"] == 2500
+    assert cache.get_many(list(items)) == items
+    ttls = {redis_client.ttl(key_name(namespace, "k", k)) for k in items}
+    assert min(ttls) > TTL - 60 and max(ttls) <= TTL
+
+
+def test_the_embedding_cache_waits_out_a_slow_server_the_interactive_caches_do_not(
+    private_redis: RedisProcess, tmp_path: Any
+) -> None:
+    """A healthy server that answers late (CLIENT PAUSE holds every write for 2 s) makes
+    the search cache pass through at once, but loses no vector of the embedding cache."""
+    rt = runtime(load_settings({"REDIS_URL": private_redis.url, "CODEFLOW_HOME": str(tmp_path)}))
+    vectors = np.random.default_rng(3).standard_normal((3000, 256), dtype=np.float32)
+    keys = rt.embeddings.keys([f"def f{i}(): pass" for i in range(3000)])
+    admin = redis.Redis.from_url(private_redis.url)
+    admin.client_pause(2000, all=False)  # writes wait; reads go on
+    rt.search_cache.set("query", ["hit"])
+    assert rt.search_cache.degraded  # timed out: the 0.25 s interactive timeout
+    rt.embeddings.store(keys, vectors)
+    assert not rt.embedding_store.degraded
+    found = rt.embeddings.lookup(keys)
+    assert len(found) == 3000 and np.array_equal(found[2999], vectors[2999])
+    admin.close()
 
 
 def _wait_for(condition: object, timeout_s: float = 15.0) -> None:

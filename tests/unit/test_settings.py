@@ -66,3 +66,16 @@ def test_secrets_are_hidden() -> None:
 def test_semantic_weight_defaults_to_the_embedders_own() -> None:
     assert load_settings({}).semantic_weight is None
     assert load_settings({"CODEFLOW_SEMANTIC_WEIGHT": "0.5"}).semantic_weight == 0.5
+
+
+def test_the_process_environment_is_read_again_when_it_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CODEFLOW_EMBED_CONCURRENCY", "3")
+    first = load_settings()
+    assert load_settings() is first  # remembered while the environment stays the same
+    monkeypatch.setenv("CODEFLOW_EMBED_CONCURRENCY", "5")
+    assert load_settings().embed_concurrency == 5
+    monkeypatch.setenv("CODEFLOW_EMBED_CONCURRENCY", "zero")
+    with pytest.raises(SettingsError, match="CODEFLOW_EMBED_CONCURRENCY"):
+        load_settings()
