@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -44,7 +45,7 @@ def bench_codeflow(url: str, args: argparse.Namespace) -> dict[str, dict[str, fl
             cache.set_many(
                 {f"t{size}:{i}": i for i in range(start, min(size, start + 5000))}, tags=[tag]
             )
-        samples = timed(lambda tag=tag: cache.invalidate_tags([tag]), 1)
+        samples = timed(functools.partial(cache.invalidate_tags, [tag]), 1)
         rows[f"invalidate tag ({size:,} keys)"] = summary(samples)
     rows["hit rate (Zipf workload)"] = {"value": zipf_hit_rate(cache.get, cache.set)}
     client.flushdb()
@@ -80,7 +81,7 @@ async def _cashews(url: str, args: argparse.Namespace) -> dict[str, dict[str, fl
                 )
             )
         rows[f"invalidate tag ({size:,} keys)"] = summary(
-            await atimed(lambda tag=tag: cache.delete_tags(tag), 1)
+            await atimed(functools.partial(cache.delete_tags, tag), 1)
         )
     rows["hit rate (Zipf workload)"] = {"value": float("nan")}
     await cache.clear()

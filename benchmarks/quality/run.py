@@ -198,7 +198,7 @@ def stored_chunks(namespace: str) -> list[dict[str, Any]]:
 
 def bm25_rankings(rows: Sequence[dict[str, Any]], queries: Sequence[Query]) -> list[list[Hit]]:
     """Plain BM25 (bm25s defaults, English stop words) over the stored chunk texts."""
-    import bm25s  # type: ignore[import-untyped]
+    import bm25s
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # its index log is DEBUG noise
     retriever = bm25s.BM25()

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import psutil  # type: ignore[import-untyped]
+import psutil
 import redis
 import redis.asyncio as aioredis
 

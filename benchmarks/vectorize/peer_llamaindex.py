@@ -38,7 +38,7 @@ import resource
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import tree_sitter
 import tree_sitter_python
@@ -126,6 +126,16 @@ class CheckedLanceStore(LanceDBVectorStore):
 
     _delete_errors: list[str] = PrivateAttr(default_factory=list)
 
+    def __init__(self, uri: str, table_name: str) -> None:
+        super().__init__(uri=uri, table_name=table_name)
+
+    @property
+    def rows(self) -> Any:
+        """The LanceDB table (open once the store is)."""
+        if self.table is None:
+            raise RuntimeError("the LanceDB table is not open")
+        return self.table
+
     @property
     def delete_errors(self) -> list[str]:
         return self._delete_errors
@@ -137,7 +147,7 @@ class CheckedLanceStore(LanceDBVectorStore):
             if not self._delete_errors:
                 self._delete_errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0])
             literal = ref_doc_id.replace("'", "''")
-            self.table.delete(f"{self.doc_id_key} = '{literal}'")
+            self.rows.delete(f"{self.doc_id_key} = '{literal}'")
 
 
 def build_pipeline(
@@ -161,13 +171,13 @@ def timed_run(run: Callable[[], tuple[int, CheckedLanceStore]]) -> dict[str, Any
     except (ValueError, RuntimeError, OSError) as exc:  # lance/lancedb raise these
         return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
     seconds = round(time.perf_counter() - start, 3)
-    row = {"duration_s": seconds, "chunks": chunks, "rows_stored": store.table.count_rows()}
+    row = {"duration_s": seconds, "chunks": chunks, "rows_stored": store.rows.count_rows()}
     return row | ({"delete_error": store.delete_errors[0]} if store.delete_errors else {})
 
 
 def run_peer(corpus: Path, edited: list[str], redis_url: str, lance: Path) -> dict[str, Any]:
     """Cold ingest, no-change re-run, re-run after editing ``edited``; peak RSS in MB."""
-    set_global_tokenizer(token_ids)
+    set_global_tokenizer(cast("Callable[[str], list[Any]]", token_ids))  # len() is all it uses
     embedding = CodeflowEmbedding()
     embedding.load()
 
