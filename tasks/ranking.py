@@ -16,6 +16,7 @@ a score explains itself: ``fused x symbol x path x kind-of-file x coherence``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -76,30 +77,43 @@ def rrf_scores(
     return {hit_id: score / best for hit_id, score in scores.items()}
 
 
-def _coverage(query: frozenset[str], tokens: Sequence[str]) -> float:
-    return len(query.intersection(tokens)) / len(query) if query else 0.0
+def _coverage(query: frozenset[str], tokens: frozenset[str]) -> float:
+    return len(query & tokens) / len(query) if query else 0.0
+
+
+# A searcher meets the same paths and symbols query after query: what the priors derive
+# from them is remembered (~1.5 of the fusion's ~1.9 ms per query at 100K chunks).
+_REMEMBERED = 1 << 16
+
+
+@functools.lru_cache(maxsize=_REMEMBERED)
+def _words(name: str) -> frozenset[str]:
+    """The code tokens of a symbol, file stem or directory path."""
+    return frozenset(code_tokens(name))
 
 
 def symbol_prior(hit: SearchHit, query: frozenset[str]) -> float:
     """Boost definitions: a chunk whose symbol is named like the query is its definition."""
     if not hit.symbol:
         return 1.0
-    return 1.0 + SYMBOL_WEIGHT * _coverage(query, code_tokens(hit.symbol))
+    return 1.0 + SYMBOL_WEIGHT * _coverage(query, _words(hit.symbol))
 
 
 def path_prior(hit: SearchHit, query: frozenset[str]) -> float:
     """Boost chunks whose file name (most) or directories (a little) name the query's words."""
     directory, _, file_name = hit.path.rpartition("/")
     stem = file_name.rsplit(".", 1)[0] if "." in file_name[1:] else file_name
-    file_score = FILE_NAME_WEIGHT * _coverage(query, code_tokens(stem))
-    directory_score = DIRECTORY_WEIGHT * _coverage(query, code_tokens(directory))
+    file_score = FILE_NAME_WEIGHT * _coverage(query, _words(stem))
+    directory_score = DIRECTORY_WEIGHT * _coverage(query, _words(directory))
     return 1.0 + file_score + directory_score
 
 
+@functools.lru_cache(maxsize=_REMEMBERED)
 def is_test_path(path: str) -> bool:
     return _TEST_PATH.search(path.lower()) is not None
 
 
+@functools.lru_cache(maxsize=_REMEMBERED)
 def is_vendored_path(path: str) -> bool:
     return _VENDORED_PATH.search(path.lower()) is not None
 
