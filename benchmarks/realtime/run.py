@@ -41,7 +41,7 @@ import psutil
 import redis
 import redis.asyncio as aioredis
 
-from tasks.events import STREAM, encode_event, make_event
+from tasks.events import STREAM, Event, encode_event, make_event
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -120,6 +120,17 @@ class Target:
         self.url = ""
         self.counter = 0
 
+    def next_event(self, end: bool) -> Event:
+        """The next state event of the benchmark's run (``end``: the last one)."""
+        self.counter += 1
+        return make_event(
+            "flow_run.state",
+            flow_run_id=f"b{self.counter}",
+            flow_name="bench",
+            state="Running",
+            end=end or None,
+        )
+
     def _spawn(self, args: list[str], env: dict[str, str]) -> str:
         self.process = subprocess.Popen(
             args,
@@ -177,14 +188,7 @@ class CodeflowTarget(Target):
         self.client = aioredis.Redis.from_url(self.redis_url)
 
     async def publish(self, end: bool = False) -> str:
-        self.counter += 1
-        event = make_event(
-            "flow_run.state",
-            flow_run_id=f"b{self.counter}",
-            flow_name="bench",
-            state="Running",
-            end=end or None,
-        )
+        event = self.next_event(end)
         entry_id = await self.client.xadd(
             STREAM, {"e": encode_event(event)}, maxlen=100_000, approximate=True
         )
@@ -217,14 +221,7 @@ class SocketIOTarget(Target):
         await wait_for_port(port)
 
     async def publish(self, end: bool = False) -> str:
-        self.counter += 1
-        event = make_event(
-            "flow_run.state",
-            flow_run_id=f"b{self.counter}",
-            flow_name="bench",
-            state="Running",
-            end=end or None,
-        )
+        event = self.next_event(end)
         event["n"] = self.counter
         await self.manager.emit("event", event, room="runs")
         return str(self.counter)
