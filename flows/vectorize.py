@@ -110,6 +110,10 @@ def vectorize_repository(
     reporter = Reporter(rt, {**base, "trace_id": trace_id})
     embedder_id, _ = rt.embedder_identity
     previous, changes = detect_changes(settings, opaque(fp), label, full, embedder_id)
+    if previous is not None and _up_to_date(previous, changes, fp):  # nothing to do
+        idle = Stream(settings, rt, reporter, (namespace, fp.repo_id, label))
+        summary = _summary(fp, changes, previous, idle, stale=[], started=started)
+        return _finish(reporter, summary, run_id, warm=None)
     in_workers = rt.pool.size > 0 and len(changes.to_load) >= INLINE_FILES
     warm = _WarmUp(settings, rt, in_workers) if changes.to_load else None
     stream = Stream(settings, rt, reporter, (namespace, fp.repo_id, label), warm=warm)
@@ -126,9 +130,15 @@ def vectorize_repository(
     stale = stale_ids(previous, changes, current, stored)
     if stale or loaded.chunks:
         sweep_stale(settings, namespace, opaque(stale))
-    if not _up_to_date(previous, changes, fp):
-        commit_index(settings, opaque(manifest), namespace)
+    commit_index(settings, opaque(manifest), namespace)
     summary = _summary(fp, changes, manifest, stream, stale=stale, started=started)
+    return _finish(reporter, summary, run_id, warm=warm)
+
+
+def _finish(
+    reporter: Reporter, summary: dict[str, Any], run_id: str, *, warm: _WarmUp | None
+) -> dict[str, Any]:
+    """Complete the run's summary (its ID, the embedder's usage), publish and return it."""
     summary["flow_run_id"] = run_id
     if warm is not None:
         summary.update(usage_of(warm.embedder).minus(warm.usage_before).as_summary())

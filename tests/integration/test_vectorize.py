@@ -241,10 +241,13 @@ def test_noop_reindex_does_no_work_and_search_finds_definitions(
     tmp_path: Path, indexer: Indexer
 ) -> None:
     repo = make_repo(tmp_path / "repo", SOURCES)
-    indexer.index(repo)
+    first = indexer.index(repo)
     before = _manifest(indexer, repo)
     again = indexer.index(repo)
     assert (again["files_changed"], again["chunks_embedded"], again["chunks_deleted"]) == (0, 0, 0)
+    totals = ("files_total", "chunks_total", "skipped", "commit", "branch", "repo_id")
+    assert {k: again[k] for k in totals} == {k: first[k] for k in totals}
+    assert again["flow_run_id"] and again["flow_run_id"] != first["flow_run_id"]
     assert _manifest(indexer, repo) == before, "a no-op run commits nothing"
     hits = indexer.search(repo, "load user from json")
     assert hits[0]["path"] == "app/storage.py"
