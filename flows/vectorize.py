@@ -37,6 +37,7 @@ from tasks.events import make_event
 from tasks.gitrepo import Fingerprint
 from tasks.indexing import LoadResult, batched, next_manifest, stale_ids
 from tasks.lance_tables import COMPACT_TARGET_ROWS
+from tasks.long_lived import freeze_startup
 from tasks.manifests import IndexManifest, namespace_for
 from tasks.prefect_hooks import FLOW_HOOKS, remember_repo
 from tasks.records import Chunk
@@ -99,6 +100,7 @@ def vectorize_repository(
     ``embedder``/``store`` override CODEFLOW_EMBEDDER/CODEFLOW_STORE for this run.
     """
     started = time.perf_counter()
+    freeze_startup()  # full GCs then skip the ~420K objects of the imports (0.45 s each)
     settings = with_backends(load_settings(), embedder, store)
     rt = runtime(settings)
     fp = fingerprint_repository(path)
