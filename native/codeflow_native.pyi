@@ -1,5 +1,10 @@
 """codeflow's optional native core (see native/src/lib.rs)."""
 
+from typing import Any
+
+from numpy.typing import NDArray
+from typing_extensions import Buffer
+
 class PieceEncoder:
     def __init__(
         self,
@@ -16,3 +21,8 @@ class PieceEncoder:
 class CodeTokenizer:
     def __init__(self, stop_words: list[str], max_chars: int) -> None: ...
     def joined_tokens(self, texts: list[str]) -> list[str | None]: ...
+
+class Int8Rows:
+    def __init__(self, vectors: Buffer | NDArray[Any], dims: int) -> None: ...
+    def shortlist(self, query: bytes, k: int) -> bytes: ...
+    def __len__(self) -> int: ...

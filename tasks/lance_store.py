@@ -53,6 +53,7 @@ from tasks.lance_tables import (
     table_name,
 )
 from tasks.records import Chunk, SearchHit
+from tasks.vector_scan import VectorScan
 
 __all__ = ["LanceStore", "table_name"]
 
@@ -74,7 +75,7 @@ class _Matrix:
     """
 
     version: int
-    vectors: NDArray[np.float32]
+    scan: VectorScan
     dataset: Any
     columns: dict[str, list[Any]]
     addresses: NDArray[np.uint64]
@@ -83,8 +84,12 @@ class _Matrix:
     fragments: dict[int, tuple[str, ...]]
 
     @property
+    def vectors(self) -> NDArray[np.float32]:
+        return self.scan.vectors
+
+    @property
     def size(self) -> int:
-        return int(self.vectors.shape[0])
+        return self.scan.size
 
     def hit(self, position: int, score: float) -> SearchHit:
         """The hit at ``position`` without its text (see :meth:`LanceStore.with_text`)."""
@@ -139,7 +144,7 @@ def _matrix_of(
     order = np.argsort(addresses, kind="stable")
     return _Matrix(
         version=int(dataset.version),
-        vectors=vectors,
+        scan=VectorScan(vectors),
         dataset=dataset,
         columns=columns,
         addresses=addresses[order],
@@ -336,13 +341,8 @@ class LanceStore(LanceTables):
         runs BM25 before it, not beside it; :mod:`config.native` stops BLAS's idle spin.)
         """
         matrix = self._matrix(namespace, table)
-        if matrix.size == 0:
-            return []
-        scores = matrix.vectors @ query.astype(np.float32, copy=False)
-        k = min(limit, scores.size)
-        top = np.argpartition(scores, scores.size - k)[scores.size - k :]
-        top = top[np.lexsort((top, -scores[top]))]
-        return self._hits(matrix, top.tolist(), scores[top].tolist(), with_text)
+        positions, scores = matrix.scan.top(query, limit)
+        return self._hits(matrix, positions, scores, with_text)
 
     def _bm25_hits(
         self, namespace: str, table: Any, terms: list[str], limit: int, with_text: bool

@@ -25,15 +25,20 @@ import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
+import lancedb
 import numpy as np
+from numpy.typing import NDArray
 
 from tasks.codetokens import code_tokens
 from tasks.embedders import LocalEmbedder
 from tasks.lance_store import LanceStore
+from tasks.lance_tables import table_name
 from tasks.records import Chunk
 from tasks.search import hybrid_search
+from tasks.vector_scan import VectorScan
 
 WINDOW = 1500
 NAMESPACE = "bench/stdlib@main"
@@ -190,6 +195,38 @@ def latency_table(
     return lines
 
 
+def _top50(scan: VectorScan, vectors: dict[str, NDArray[np.float32]], query: str) -> object:
+    return scan.top(vectors[query], 50)
+
+
+def shortlist_table(directory: str, embedder: LocalEmbedder, chunks: list[Chunk]) -> list[str]:
+    """The vector half's two paths over the table's own vectors: the float32 product alone,
+    and the native int8 shortlist + float32 rescoring that search uses; how often their
+    top-50 lists are identical, over the benchmark's queries and 500 chunks' first lines."""
+    table = lancedb.connect(directory).open_table(table_name(NAMESPACE))
+    flat = table.to_arrow()["vector"].combine_chunks().values.to_numpy(zero_copy_only=False)
+    matrix = np.asarray(flat, dtype=np.float32).reshape(-1, embedder.dimensions)
+    exact = VectorScan(matrix, shortlist_min_rows=sys.maxsize)
+    t0 = time.perf_counter()
+    scan = VectorScan(matrix)
+    build_ms = (time.perf_counter() - t0) * 1000
+    if not scan.shortlists:
+        return ["int8 shortlist: off (the native extension is not built or CODEFLOW_NATIVE=0)"]
+    picks = np.random.default_rng(7).choice(len(chunks), 500, replace=False)
+    texts = QUERIES + [chunks[i].text.strip().splitlines()[0][:120] or "x" for i in picks]
+    queries = dict(zip(texts, embedder.embed(texts), strict=True))
+    same = sum(exact.top(v, 50)[0] == scan.top(v, 50)[0] for v in queries.values())
+    lines = [
+        f"int8 shortlist: built in {build_ms:.0f} ms; top-50 identical to the float32 product "
+        f"for {same} of {len(queries)} queries",
+        f"{'vector half alone (k=50)':<36}{'p50 ms':>9}{'p95 ms':>9}",
+    ]
+    for name, path in [("float32 product", exact), ("int8 shortlist + rescoring", scan)]:
+        p50, p95 = timed(partial(_top50, path, queries), texts)
+        lines.append(f"{name:<36}{p50:>9.2f}{p95:>9.2f}")
+    return lines
+
+
 def maintenance(store: LanceStore, embedder: LocalEmbedder, chunks: list[Chunk]) -> list[str]:
     victims = [c.id for c in chunks[:2500]]
     t0 = time.perf_counter()
@@ -226,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         store = LanceStore(directory, embedder.dimensions)
         print(*build(store, embedder, chunks, args.random_bulk), sep="\n")
         print(*latency_table(store, directory, embedder, queries), sep="\n")
+        print(*shortlist_table(directory, embedder, chunks), sep="\n")
         print(*maintenance(store, embedder, chunks), sep="\n")
     return 0
 

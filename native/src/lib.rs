@@ -1,5 +1,6 @@
 //! codeflow's optional native core: the local embedder's tokenizer and pooling, and the
-//! code-aware tokens of BM25 documents.
+//! code-aware tokens of BM25 documents, and the int8 first pass of vector search
+//! (`shortlist.rs`).
 //!
 //! `PieceEncoder` gives the same token IDs as `tasks.piece_tokens.PieceTokenizer` (and so
 //! as WordLlama's Hugging Face tokenizer): the text is normalised (a `▁` prepended, spaces
@@ -20,6 +21,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use rustc_hash::FxHashMap;
+
+mod shortlist;
 
 const SPACE: char = '\u{2581}';
 
@@ -185,8 +188,11 @@ fn as_bytes<T: Copy>(values: &[T]) -> &[u8] {
 
 fn read_vec<T: Copy + Default>(raw: &[u8], what: &str) -> PyResult<Vec<T>> {
     let size = std::mem::size_of::<T>();
-    if raw.len() % size != 0 {
-        return Err(PyValueError::new_err(format!("{what}: {} bytes is not a whole number of items", raw.len())));
+    if !raw.len().is_multiple_of(size) {
+        return Err(PyValueError::new_err(format!(
+            "{what}: {} bytes is not a whole number of items",
+            raw.len()
+        )));
     }
     let mut values = vec![T::default(); raw.len() / size];
     // Safety: the destination holds exactly raw.len() bytes of plain numeric values.
@@ -215,16 +221,30 @@ impl PieceEncoder {
         let mut merge_map = FxHashMap::default();
         for (rank, (a, b)) in merges.iter().enumerate() {
             let id = |s: &str| {
-                vocab.get(s).copied().ok_or_else(|| PyValueError::new_err(format!("merge token {s:?} is not in the vocabulary")))
+                vocab
+                    .get(s)
+                    .copied()
+                    .ok_or_else(|| PyValueError::new_err(format!("merge token {s:?} is not in the vocabulary")))
             };
             merge_map.insert((id(a)?, id(b)?), (rank as u32, id(&format!("{a}{b}"))?));
         }
         let table: Vec<f32> = read_vec(table, "table")?;
-        if dims == 0 || table.len() % dims != 0 || vocab.values().any(|&id| id as usize >= table.len() / dims) {
-            return Err(PyValueError::new_err("the embedding table does not match the vocabulary"));
+        if dims == 0 || !table.len().is_multiple_of(dims) || vocab.values().any(|&id| id as usize >= table.len() / dims)
+        {
+            return Err(PyValueError::new_err(
+                "the embedding table does not match the vocabulary",
+            ));
         }
         let memo = Mutex::new(PieceMemo::default());
-        Ok(Self { vocab, merges: merge_map, byte_ids, memo, max_pieces: max_pieces.max(1), table, dims })
+        Ok(Self {
+            vocab,
+            merges: merge_map,
+            byte_ids,
+            memo,
+            max_pieces: max_pieces.max(1),
+            table,
+            dims,
+        })
     }
 
     /// Every text's token IDs as int32 bytes, and each text's bounds in them as int64
@@ -251,7 +271,9 @@ impl PieceEncoder {
         let ids: Vec<i32> = read_vec(ids, "ids")?;
         let bounds: Vec<i64> = read_vec(bounds, "bounds")?;
         let rows = self.table.len() / self.dims;
-        let valid = bounds.windows(2).all(|w| 0 <= w[0] && w[0] <= w[1] && w[1] as usize <= ids.len());
+        let valid = bounds
+            .windows(2)
+            .all(|w| 0 <= w[0] && w[0] <= w[1] && w[1] as usize <= ids.len());
         if !valid || ids.iter().any(|&id| id < 0 || id as usize >= rows) {
             return Err(PyValueError::new_err("token IDs or bounds out of range"));
         }
@@ -414,7 +436,11 @@ impl CodeTokenizer {
     #[new]
     fn new(stop_words: Vec<String>, max_chars: usize) -> Self {
         let memo = Mutex::new(FxHashMap::default());
-        Self { stop_words: stop_words.into_iter().collect(), max_chars, memo }
+        Self {
+            stop_words: stop_words.into_iter().collect(),
+            max_chars,
+            memo,
+        }
     }
 
     /// Each text's tokens joined by single spaces; None for a text that is not all ASCII.
@@ -429,5 +455,6 @@ impl CodeTokenizer {
 #[pymodule]
 fn codeflow_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PieceEncoder>()?;
-    m.add_class::<CodeTokenizer>()
+    m.add_class::<CodeTokenizer>()?;
+    m.add_class::<shortlist::Int8Rows>()
 }
