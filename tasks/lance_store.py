@@ -7,7 +7,8 @@ symbol + text, the BM25 field) and its vector.
 Choices, measured on 100K rows x 256 dims, 2 cores (see ``benchmarks/search/run.py``):
 
 * **Vector search: exact dot product over an in-process float32 matrix** (~2.5-4 ms at
-  100K: BLAS's matrix-vector product on every core), cached per table version with each
+  100K: BLAS's matrix-vector product on every core; half that with the native extension's
+  int8 shortlist, :mod:`tasks.vector_scan`), cached per table version with each
   row's hit columns but the text, so candidates cost no I/O; texts are read by position for
   the final hits only. LanceDB's brute-force query took ~130 ms; IVF_HNSW_SQ built in 63 s
   (~4 ms/query); IVF_PQ built in 40 s with poor recall without refinement; IVF_FLAT built in
@@ -337,7 +338,8 @@ class LanceStore(LanceTables):
         is re-read when the table's version moves, so a query sees one consistent version.
 
         The product is BLAS's, on every core: ~2.5-4 ms at 100K x 256 on 2 cores, against
-        ~8-10 ms on one thread and ~11-15 ms for ``einsum``. (:func:`tasks.search.hybrid_search`
+        ~8-10 ms on one thread and ~11-15 ms for ``einsum``; large matrices go through an int8
+        shortlist first (:class:`tasks.vector_scan.VectorScan`). (:func:`tasks.search.hybrid_search`
         runs BM25 before it, not beside it; :mod:`config.native` stops BLAS's idle spin.)
         """
         matrix = self._matrix(namespace, table)

@@ -12,7 +12,9 @@ Printed: embedder throughput on ~2 MB (ours vs WordLlama's own ``embed``), index
 figures, and p50/p95 latency of vector query, BM25 text search and full hybrid search
 (query embedding included), plus LanceDB's own brute-force vector query for comparison.
 Hybrid search asks both halves for candidates without their texts, then reads the texts of
-the final hits only: the "without texts" rows show what its halves cost.
+the final hits only: the "without texts" rows show what its halves cost. Then the vector
+half's two paths alone (float32 product; native int8 shortlist + float32 rescoring) and how
+often their top-50 lists agree.
 Goal: hybrid search p50 <= 20 ms at 100K chunks.
 """
 
