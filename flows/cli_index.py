@@ -72,14 +72,15 @@ def run_index(args: argparse.Namespace, settings: Settings) -> int:
     watcher.start()
     try:
         api.ready()
-        summary = vectorize_repository(
-            root,
-            branch=args.branch,
-            full=args.full,
-            trace_id=trace_id,
-            embedder=args.embedder,
-            store=args.store,
-        )
+        with api.flow_runs():
+            summary = vectorize_repository(
+                root,
+                branch=args.branch,
+                full=args.full,
+                trace_id=trace_id,
+                embedder=args.embedder,
+                store=args.store,
+            )
     finally:
         view.stop()
         watcher.join(timeout=2)

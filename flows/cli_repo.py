@@ -116,7 +116,8 @@ def run_sync(args: argparse.Namespace, settings: Settings) -> int:
     from flows.sync import sync_repositories
 
     api.ready()
-    outcome = sync_repositories(names=args.names or None, force=args.force)
+    with api.flow_runs():
+        outcome = sync_repositories(names=args.names or None, force=args.force)
     if args.json:
         print(json.dumps(outcome))
         return 0

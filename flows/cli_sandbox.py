@@ -72,14 +72,14 @@ def run_in_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     from flows.sandbox import run_sandboxed
 
     api.ready()
-
-    result = run_sandboxed(
-        code,
-        timeout_s=args.timeout,
-        memory_mb=args.memory,
-        use_cache=not args.no_cache,
-        ast_check=not args.no_ast_check,
-    )
+    with api.flow_runs():
+        result = run_sandboxed(
+            code,
+            timeout_s=args.timeout,
+            memory_mb=args.memory,
+            use_cache=not args.no_cache,
+            ast_check=not args.no_ast_check,
+        )
     _print_result(result, args.json)
     return 0 if result["status"] == "ok" else 3
 

@@ -76,10 +76,15 @@ def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
-    """One temporary Prefect API for the whole session (it takes ~10 s to start)."""
+    """One temporary Prefect API for the whole session (it takes ~10 s to start). Flows run
+    without heartbeats, as codeflow's commands run them on a temporary API
+    (:meth:`flows.prefect_api.PrefectApi.flow_runs`): each run would otherwise end ~1 s
+    late, waiting for Prefect's heartbeat thread."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    no_heartbeats = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    with prefect_test_harness(server_startup_timeout=120), temporary_settings(no_heartbeats):
         yield
 
 

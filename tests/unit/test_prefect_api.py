@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from config.prefect_env import uses_ephemeral_api
@@ -35,3 +37,27 @@ def test_the_active_profile_is_read(tmp_path: Path) -> None:
 def test_an_unreadable_profile_file_falls_back_to_prefects_default(tmp_path: Path) -> None:
     (tmp_path / "profiles.toml").write_text("not [ toml")
     assert uses_ephemeral_api({"PREFECT_HOME": str(tmp_path)})
+
+
+def test_flows_on_a_temporary_server_run_without_heartbeats() -> None:
+    from prefect.settings import (
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    from flows.prefect_api import PrefectApi
+
+    def frequency() -> int | None:
+        return get_current_settings().flows.heartbeat_frequency
+
+    process = subprocess.Popen([sys.executable, "-c", ""])  # stands in for the server
+    try:
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 90}):
+            with PrefectApi().flow_runs():  # another server: its settings stand
+                assert frequency() == 90
+            with PrefectApi("http://127.0.0.1:9/api", process).flow_runs():
+                assert frequency() is None
+            assert frequency() == 90
+    finally:
+        process.wait()
