@@ -13,11 +13,12 @@ Choices, measured on 100K rows x 256 dims, 2 cores (see ``benchmarks/search/run.
   the final hits only. LanceDB's brute-force query took ~130 ms; IVF_HNSW_SQ built in 63 s
   (~4 ms/query); IVF_PQ built in 40 s with poor recall without refinement; IVF_FLAT built in
   1 s but needed ~9 ms for 94% recall. The matrix costs ~1.4 KB per chunk of memory (1 KB of
-  vector, ~0.4 KB of hit columns and the id lookup), plus 260 bytes for the int8 copy. After a change to the table only the
-  rows of new fragments are read, the others are reused (~60 ms at 100K after a 1,000-row
-  upsert, against ~130 ms to read it all, warm); it is exact, and needs no index upkeep
-  after upserts and deletes. ``cache_vectors=False`` uses LanceDB's
-  own search instead (better for one-shot processes that run a single query).
+  vector, ~0.4 KB of hit columns and the id lookup), plus 260 bytes for the int8 copy.
+  After a change to the table only the rows of new fragments are read, the others are
+  reused (~60 ms at 100K after a 1,000-row upsert, against ~130 ms to read it all, warm);
+  it is exact, and needs no index upkeep after upserts and deletes.
+  ``cache_vectors=False`` uses LanceDB's own search instead (better for one-shot processes
+  that run a single query).
 * **BM25: LanceDB's native full-text index** over ``tokens`` with the ``whitespace``
   tokenizer and no stemming, lower-casing or stop words (the tokens are already code-aware).
   Tantivy is gone from lancedb 0.40. Rows written after the index was built are still
@@ -361,4 +362,6 @@ class LanceStore(LanceTables):
         positions = matrix.find(rows["_rowaddr"].to_numpy()).tolist()
         scores = rows["_score"].to_pylist()
         kept = [(p, s) for p, s in zip(positions, scores, strict=True) if p >= 0]
+        ids = matrix.columns["id"]
+        kept.sort(key=lambda hit: (-hit[1], ids[hit[0]]))  # as by_score: equal scores by id
         return self._hits(matrix, [p for p, _ in kept], [s for _, s in kept], with_text)

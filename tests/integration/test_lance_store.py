@@ -186,3 +186,21 @@ def test_a_matrix_read_again_after_writes_equals_one_read_whole(
         # Read whole only when the rows are other data or have all moved.
         assert bool(read_whole) is (write in (recreate, writes[5])), step
         matrix = reloaded
+
+
+@pytest.mark.parametrize("cache_vectors", [True, False])
+def test_full_text_hits_of_equal_score_come_in_id_order(
+    tmp_path: Path, embedder: LocalEmbedder, cache_vectors: bool
+) -> None:
+    """Duplicate chunks score the same; LanceDB returns them in no fixed order, and fusion
+    works on ranks, so the store orders ties by id (which of 30 tied rows make a cut of 20
+    is still LanceDB's choice)."""
+    store = LanceStore(tmp_path / "lancedb", dimensions=256, cache_vectors=cache_vectors)
+    text = "def frobnicate_widget(widget):\n    return widget.frobnicate()"
+    copies = [
+        Chunk(f"pkg/mod{n}.py", "python", 1, 2, text, "frobnicate_widget") for n in range(10, 40)
+    ]
+    put(store, embedder, copies)
+    hits = store.text_search(NS, ["frobnicate"], 20)
+    assert len(hits) == 20 and len({h.score for h in hits}) == 1  # all tied
+    assert [h.id for h in hits] == sorted(h.id for h in hits)
