@@ -110,8 +110,9 @@ class PrefectApi:
 
 def _deliver_events(timeout_s: float) -> None:
     """Wait, ``timeout_s`` at most, until Prefect's events workers have sent what they hold.
-    Only workers that exist are waited on (``EventsWorker.instance()`` would start one, and
-    with it a server, where none runs), which Prefect keeps in ``_instances``."""
+    Only workers that already exist are waited on: Prefect keeps them in its private
+    ``_instances`` (read defensively), and ``EventsWorker.instance()`` would start a new one,
+    and with it a server, where none runs."""
     from prefect.events.worker import EventsWorker
 
     instances = getattr(EventsWorker, "_instances", {})

@@ -67,7 +67,8 @@ def _best(
     positions: NDArray[np.intp], scores: NDArray[np.float32], k: int
 ) -> tuple[list[int], list[float]]:
     """The ``k`` highest ``scores`` (of rows ``positions``), best first; of rows tied at the
-    cut, the lowest positions (duplicate chunks have equal vectors, so ties are common)."""
+    cut, the lowest positions (duplicate chunks have equal vectors, so ties are common).
+    Rows scoring NaN (a NaN query or row) are left out."""
     kth = np.partition(scores, scores.size - k)[scores.size - k]
     above = np.flatnonzero(scores > kth)
     ties = np.flatnonzero(scores == kth)
