@@ -88,6 +88,13 @@ def test_empty_matrix_and_zero_k() -> None:
     assert exact(clustered(10, seed=5)).top(np.ones(DIMS, np.float32), 0) == ([], [])
 
 
+def test_a_nan_query_finds_nothing_on_either_path() -> None:
+    vectors = clustered(2_000, seed=7)
+    query = np.full(DIMS, np.nan, np.float32)
+    assert exact(vectors).top(query, 5) == ([], [])
+    assert VectorScan(vectors, shortlist_min_rows=1).top(query, 5) == ([], [])
+
+
 def int8_codes(rows: NDArray[np.float32]) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
     """The extension's quantization in numpy: each row scaled by its largest magnitude to
     -127..127, rounded half away from zero; a zero row has scale 0."""
