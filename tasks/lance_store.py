@@ -363,5 +363,5 @@ class LanceStore(LanceTables):
         scores = rows["_score"].to_pylist()
         kept = [(p, s) for p, s in zip(positions, scores, strict=True) if p >= 0]
         ids = matrix.columns["id"]
-        kept.sort(key=lambda hit: (-hit[1], ids[hit[0]]))  # as by_score: equal scores by id
+        kept = sorted(kept, key=lambda hit: (-hit[1], ids[hit[0]]))[:limit]  # as by_score
         return self._hits(matrix, [p for p, _ in kept], [s for _, s in kept], with_text)

@@ -37,6 +37,9 @@ _SMALL_FRAGMENTS = 16  # compact once this many small files have accumulated
 COMPACT_TARGET_ROWS = 32_768
 _ID_INDEX = "id_idx"
 _TEXT_INDEX = "tokens_idx"
+#: Full-text queries fetch this many rows more than asked, so ties at the cut are settled
+#: by id (:func:`by_score`), not by LanceDB.
+TIE_MARGIN = 16
 # The tokens are already code-aware and lower-cased: split on whitespace, change nothing.
 _TEXT_INDEX_CONFIG = FTS(
     base_tokenizer="whitespace",
@@ -124,17 +127,21 @@ def search_terms(query_tokens: list[str]) -> list[str]:
 
 
 def bm25_query(table: Any, terms: list[str], columns: list[str], limit: int) -> pa.Table:
-    """``columns`` of the ``limit`` best rows by BM25 over ``tokens``."""
+    """``columns`` of the ``limit`` + ``TIE_MARGIN`` best rows by BM25 over ``tokens``
+    (callers order them with :func:`by_score` and keep ``limit``)."""
     query = table.search(" ".join(terms), query_type="fts", fts_columns="tokens")
-    return query.select(columns).limit(limit).to_arrow()
+    return query.select(columns).limit(limit + TIE_MARGIN).to_arrow()
 
 
-def by_score(hits: list[SearchHit]) -> list[SearchHit]:
-    """``hits`` best first, equal scores by id. LanceDB's full-text search returns rows of
-    equal score (duplicate chunks) in an order that changes from call to call, and fusion
-    works on ranks: without this, the same query gave other results now and then (6 of
-    500 quality-benchmark queries over three calls)."""
-    return sorted(hits, key=lambda hit: (-hit.score, hit.id))
+def by_score(hits: list[SearchHit], limit: int) -> list[SearchHit]:
+    """The ``limit`` best ``hits``, equal scores by id.
+
+    LanceDB's full-text search returns rows of equal score (duplicate chunks) in an order
+    that changes from call to call, and picks among them at its cut; fusion works on ranks.
+    Without this, the same query gave other results now and then (6 of 500
+    quality-benchmark queries over three calls). Fetching ``TIE_MARGIN`` rows more than
+    asked makes the cut ours whenever fewer rows than that tie across it."""
+    return sorted(hits, key=lambda hit: (-hit.score, hit.id))[:limit]
 
 
 def hit_from_row(row: dict[str, Any], score: float) -> SearchHit:
@@ -325,7 +332,7 @@ class LanceTables:
         """The hits of one full-text query (a subclass may build them otherwise)."""
         columns = HIT_COLUMNS if with_text else [c for c in HIT_COLUMNS if c != "text"]
         rows = bm25_query(table, terms, [*columns, "_score"], limit)
-        return by_score([hit_from_row(row, row["_score"]) for row in rows.to_pylist()])
+        return by_score([hit_from_row(row, row["_score"]) for row in rows.to_pylist()], limit)
 
     def with_text(self, namespace: str, hits: Sequence[SearchHit]) -> list[SearchHit]:
         """``hits`` with their chunk text; a hit whose row is gone keeps the text it has."""
