@@ -1,4 +1,5 @@
-"""Settings of native libraries that can only be given before they load.
+"""Settings of native code: codeflow's own extension (on unless ``CODEFLOW_NATIVE=0``), and
+native libraries' settings that can only be given before they load.
 
 OpenBLAS (numpy's BLAS) keeps its idle threads spinning for 2^28 cycles after every
 product (~0.13 s of a core here). Vector search makes one matrix-vector product per query,
@@ -19,3 +20,9 @@ def quiet_blas_threads() -> None:
     """Have OpenBLAS park its threads at once after a product. Call it before numpy is
     imported (the entry points do); a value already in the environment wins."""
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", BLAS_THREAD_TIMEOUT)
+
+
+def native_enabled() -> bool:
+    """Whether codeflow may use its native extension (``CODEFLOW_NATIVE=0`` turns it off).
+    Read at each call: the benchmarks switch it within one process."""
+    return os.environ.get("CODEFLOW_NATIVE", "1") != "0"

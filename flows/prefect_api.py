@@ -16,6 +16,8 @@ nothing to start.
 
 >>> api = start_prefect_api(settings)   # before anything imports prefect  # doctest: +SKIP
 >>> api.ready()                         # before the first flow runs        # doctest: +SKIP
+>>> with api.flow_runs():               # no heartbeats on a temporary API  # doctest: +SKIP
+...     vectorize_repository(path)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,9 +78,10 @@ class PrefectApi:
 
     @contextmanager
     def flow_runs(self) -> Iterator[None]:
-        """Run this process's flows inside: on the temporary server this process started,
-        without Prefect's flow heartbeats, and with the runs' events delivered before the
-        block ends. Elsewhere (another server), Prefect's settings stand.
+        """Run this process's flows inside (after :meth:`ready`): on the temporary server
+        this process started, without Prefect's flow heartbeats, and with the runs' events
+        delivered before the block ends. Elsewhere (another server), Prefect's settings
+        stand.
 
         Heartbeats let a lasting server mark a crashed run; a temporary server dies with
         the process, so nobody reads them, and Prefect's heartbeat thread, which sleeps in
@@ -90,10 +93,8 @@ class PrefectApi:
         if self.process is None:
             yield
             return
-        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
         try:
-            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            with without_heartbeats():
                 yield
         finally:
             _deliver_events(EVENTS_TIMEOUT_S)
@@ -108,6 +109,13 @@ class PrefectApi:
                 self.process.wait()
 
 
+def without_heartbeats() -> AbstractContextManager[object]:
+    """Prefect's settings with flow heartbeats off, for flows on a temporary API."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
 def _deliver_events(timeout_s: float) -> None:
     """Wait, ``timeout_s`` at most, until Prefect's events workers have sent what they hold.
     Only workers that already exist are waited on: Prefect keeps them in its private
@@ -117,12 +125,14 @@ def _deliver_events(timeout_s: float) -> None:
 
     instances = getattr(EventsWorker, "_instances", {})
     workers = [w for w in list(instances.values()) if isinstance(w, EventsWorker)]
-    waiters = [threading.Thread(target=w.wait_until_empty, daemon=True) for w in workers]
-    deadline = time.monotonic() + timeout_s
-    for waiter in waiters:
-        waiter.start()
-    for waiter in waiters:
-        waiter.join(max(0.0, deadline - time.monotonic()))
+
+    def wait_for_all() -> None:
+        for worker in workers:
+            worker.wait_until_empty()
+
+    waiter = threading.Thread(target=wait_for_all, daemon=True)
+    waiter.start()
+    waiter.join(timeout_s)
 
 
 def start_prefect_api(settings: Settings) -> PrefectApi:

@@ -49,6 +49,7 @@ from tasks.lance_tables import (
     LANCE_ERRORS,
     LanceTables,
     bm25_query,
+    by_score,
     chunk_columns,
     hit_from_row,
     latest_chunks,
@@ -57,7 +58,7 @@ from tasks.lance_tables import (
 from tasks.records import Chunk, SearchHit
 from tasks.vector_scan import VectorScan
 
-__all__ = ["LanceStore", "table_name"]
+__all__ = ["LanceStore", "table_name", "vectors_of"]
 
 
 _META_COLUMNS = ["id", "path", "start_line", "end_line", "symbol", "language"]
@@ -122,7 +123,8 @@ def _filled(hits: Sequence[SearchHit], texts: list[str]) -> list[SearchHit]:
     return [replace(hit, text=text) for hit, text in zip(hits, texts, strict=True)]
 
 
-def _vectors(data: pa.Table, dimensions: int) -> NDArray[np.float32]:
+def vectors_of(data: pa.Table, dimensions: int) -> NDArray[np.float32]:
+    """The ``vector`` column of ``data`` as one contiguous float32 matrix."""
     flat = data["vector"].combine_chunks().values.to_numpy(zero_copy_only=False)
     return np.ascontiguousarray(flat, dtype=np.float32).reshape(-1, dimensions)
 
@@ -162,7 +164,7 @@ def _load_matrix(dataset: Any, dimensions: int) -> _Matrix:
     columns = {name: data[name].to_pylist() for name in _META_COLUMNS}
     addresses = data["_rowaddr"].to_numpy()
     return _matrix_of(
-        dataset, _vectors(data, dimensions), columns, addresses, _fragment_files(dataset)
+        dataset, vectors_of(data, dimensions), columns, addresses, _fragment_files(dataset)
     )
 
 
@@ -182,7 +184,7 @@ def _reload_matrix(old: _Matrix, dataset: Any, dimensions: int) -> _Matrix:
     columns = {name: np.asarray(old.columns[name], dtype=object)[kept] for name in _META_COLUMNS}
     if fresh.size:
         data = dataset.take(fresh.tolist(), columns=[*_META_COLUMNS, "vector"])
-        vectors[fresh] = _vectors(data, dimensions)
+        vectors[fresh] = vectors_of(data, dimensions)
         for name in _META_COLUMNS:
             columns[name][fresh] = np.asarray(data[name].to_pylist(), dtype=object)
     lists = {name: column.tolist() for name, column in columns.items()}
@@ -361,7 +363,8 @@ class LanceStore(LanceTables):
         matrix = self._matrix(namespace, table)
         positions = matrix.find(rows["_rowaddr"].to_numpy()).tolist()
         scores = rows["_score"].to_pylist()
-        kept = [(p, s) for p, s in zip(positions, scores, strict=True) if p >= 0]
-        ids = matrix.columns["id"]
-        kept = sorted(kept, key=lambda hit: (-hit[1], ids[hit[0]]))[:limit]  # as by_score
-        return self._hits(matrix, [p for p, _ in kept], [s for _, s in kept], with_text)
+        found = [matrix.hit(p, s) for p, s in zip(positions, scores, strict=True) if p >= 0]
+        hits = by_score(found, limit)
+        if not with_text or not hits:
+            return hits
+        return _filled(hits, matrix.texts([matrix.positions[hit.id] for hit in hits]))

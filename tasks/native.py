@@ -7,7 +7,7 @@ twin that tests hold it to, so without it codeflow works the same, more slowly;
 
 from __future__ import annotations
 
-import os
+from config.native import native_enabled
 
 __all__ = ["codeflow_native", "native_available", "native_built"]
 
@@ -24,4 +24,4 @@ def native_built() -> bool:
 
 def native_available() -> bool:
     """Whether the extension is installed and not turned off with ``CODEFLOW_NATIVE=0``."""
-    return native_built() and os.environ.get("CODEFLOW_NATIVE", "1") != "0"
+    return native_built() and native_enabled()

@@ -80,11 +80,11 @@ def prefect_harness() -> Iterator[None]:
     without heartbeats, as codeflow's commands run them on a temporary API
     (:meth:`flows.prefect_api.PrefectApi.flow_runs`): each run would otherwise end ~1 s
     late, waiting for Prefect's heartbeat thread."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    no_heartbeats = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
-    with prefect_test_harness(server_startup_timeout=120), temporary_settings(no_heartbeats):
+    from flows.prefect_api import without_heartbeats
+
+    with prefect_test_harness(server_startup_timeout=120), without_heartbeats():
         yield
 
 

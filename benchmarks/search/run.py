@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 
 from tasks.codetokens import code_tokens
 from tasks.embedders import LocalEmbedder
-from tasks.lance_store import LanceStore
+from tasks.lance_store import LanceStore, vectors_of
 from tasks.lance_tables import table_name
 from tasks.records import Chunk
 from tasks.search import hybrid_search
@@ -206,8 +206,7 @@ def shortlist_table(directory: str, embedder: LocalEmbedder, chunks: list[Chunk]
     and the native int8 shortlist + float32 rescoring that search uses; how often their
     top-50 lists are identical, over the benchmark's queries and 500 chunks' first lines."""
     table = lancedb.connect(directory).open_table(table_name(NAMESPACE))
-    flat = table.to_arrow()["vector"].combine_chunks().values.to_numpy(zero_copy_only=False)
-    matrix = np.asarray(flat, dtype=np.float32).reshape(-1, embedder.dimensions)
+    matrix = vectors_of(table.to_lance().to_table(columns=["vector"]), embedder.dimensions)
     exact = VectorScan(matrix, shortlist_min_rows=sys.maxsize)
     t0 = time.perf_counter()
     scan = VectorScan(matrix)

@@ -64,14 +64,12 @@ fn score_part(codes: &[i8], scales: &[f32], query: &[i8], out: &mut [f32]) {
     score_rows(codes, scales, query, out)
 }
 
-/// How many threads share work over `elements` values in `rows` rows.
-fn parts_for(elements: usize, rows: usize) -> usize {
+/// How many of `rows` rows (`elements` values) each thread takes: all of them below
+/// `PARALLEL_MIN`, else an equal share per core.
+fn rows_per_thread(elements: usize, rows: usize) -> usize {
     let cores = thread::available_parallelism().map_or(1, NonZeroUsize::get);
-    if elements < PARALLEL_MIN {
-        1
-    } else {
-        cores.min(rows)
-    }
+    let threads = if elements < PARALLEL_MIN { 1 } else { cores.min(rows) };
+    rows.div_ceil(threads).max(1)
 }
 
 /// The `k` best rows of one part, as (approximate score, position + `offset`).
@@ -88,7 +86,7 @@ fn part_best(codes: &[i8], scales: &[f32], query: &[i8], offset: usize, k: usize
 /// position: each core takes a share of the rows and keeps its `k` best.
 fn top_rows(codes: &[i8], scales: &[f32], query: &[i8], k: usize) -> Vec<u32> {
     let rows = scales.len();
-    let per_part = rows.div_ceil(parts_for(codes.len(), rows)).max(1);
+    let per_part = rows_per_thread(codes.len(), rows);
     let mut found: Vec<(f32, u32)> = thread::scope(|scope| {
         let parts = codes
             .chunks(per_part * query.len())
@@ -110,7 +108,7 @@ fn top_rows(codes: &[i8], scales: &[f32], query: &[i8], k: usize) -> Vec<u32> {
 fn quantize_all(values: &[f32], dims: usize) -> Int8Rows {
     let rows = values.len() / dims;
     let (mut codes, mut scales) = (vec![0i8; values.len()], vec![0f32; rows]);
-    let per_part = rows.div_ceil(parts_for(values.len(), rows)).max(1);
+    let per_part = rows_per_thread(values.len(), rows);
     thread::scope(|scope| {
         let outs = codes.chunks_mut(per_part * dims).zip(scales.chunks_mut(per_part));
         for ((out, part_scales), part) in outs.zip(values.chunks(per_part * dims)) {
