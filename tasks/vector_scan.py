@@ -1,7 +1,7 @@
 """Exact top-k by dot product over an in-memory float32 matrix: the vector half of search.
 
 At 100K x 256 the float32 matrix is 100 MB, and BLAS's matrix-vector product reads all of
-it per query: memory-bound, 2.4-7.6 ms on the development machine depending on the day.
+it per query: memory-bound, 2.0-7.6 ms on the development machine depending on the day.
 With the native extension built, large matrices also keep an int8 copy (a quarter of the
 bytes, one scale per row): the extension scores every row with integer dot products on
 every core and shortlists the best ``shortlist_size(k)`` rows, which are then scored again
