@@ -8,8 +8,10 @@ benchmark's corpus (same files, same history), this measures each required part 
 this process, in CPU seconds (so that the two cores do not blur the comparison):
 
 - embedding: codeflow's local embedder over every chunk, in the flow's batches;
-- reading the files (with the flow's checks) and chunking them syntax-aware;
-- LanceDB: writing the rows in the flow's write batches, then folding the full-text index;
+- reading the files (with the flow's checks), chunking them syntax-aware, and the chunks'
+  BM25 documents (code-aware tokens, as the chunk workers make them);
+- LanceDB: writing the rows in the flow's write batches, then folding them into the
+  full-text index;
 - Prefect: the task runs a cold run makes (at least: one per load, lookup and write, one
   embedding task per load, four more), with tasks that do nothing; this process's CPU
   and that of its temporary API server, which records the runs after they end.
@@ -27,6 +29,7 @@ import os
 import sysconfig
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,6 +73,7 @@ def settled_cpu(pid: int) -> float:
 
 def read_and_chunk(repo: Path) -> tuple[list[Any], dict[str, float]]:
     from tasks.chunking import ChunkingPolicy, chunk_files
+    from tasks.codetokens import search_documents
     from tasks.gitrepo import GitRepository
 
     with GitRepository.open(str(repo)) as git_repo:
@@ -77,7 +81,13 @@ def read_and_chunk(repo: Path) -> tuple[list[Any], dict[str, float]]:
         (contents, _), read_s = cpu_seconds(lambda: git_repo.read_files(paths, MAX_BYTES))
     policy = ChunkingPolicy()
     (chunks, _), chunk_s = cpu_seconds(lambda: chunk_files(list(contents.items()), policy))
-    return chunks, {"reading the files": read_s, "chunking (syntax-aware)": chunk_s}
+    documents, bm25_s = cpu_seconds(lambda: search_documents(chunks))
+    chunks = [replace(c, search_text=d) for c, d in zip(chunks, documents, strict=True)]
+    return chunks, {
+        "reading the files": read_s,
+        "chunking (syntax-aware)": chunk_s,
+        "BM25 documents (code-aware tokens)": bm25_s,
+    }
 
 
 def embed(texts: list[str]) -> tuple[np.ndarray[Any, np.dtype[np.float32]], float]:
@@ -89,7 +99,7 @@ def embed(texts: list[str]) -> tuple[np.ndarray[Any, np.dtype[np.float32]], floa
     return np.vstack(parts), seconds
 
 
-def lancedb_seconds(work: Path, chunks: list[Any], vectors: Any) -> float:
+def lancedb_seconds(work: Path, chunks: list[Any], vectors: Any) -> dict[str, float]:
     from flows.vectorize import WRITE_BATCH
     from tasks.lance_store import LanceStore
 
@@ -99,9 +109,13 @@ def lancedb_seconds(work: Path, chunks: list[Any], vectors: Any) -> float:
         for start in range(0, len(chunks), WRITE_BATCH):
             end = start + WRITE_BATCH
             store.append("floor@main", chunks[start:end], vectors[start:end])
-        store.optimize("floor@main")
 
-    return cpu_seconds(write_all)[1]
+    return {
+        "LanceDB: write the rows in the flow's batches": cpu_seconds(write_all)[1],
+        "LanceDB: fold them into the full-text index": cpu_seconds(
+            lambda: store.optimize("floor@main")
+        )[1],
+    }
 
 
 def cold_task_runs(files: int, chunks: int) -> int:
@@ -156,8 +170,7 @@ def measure(work: Path, files: list[Path], api: PrefectApi) -> tuple[dict[str, f
     """Each part's CPU seconds, the embedding's, and how many chunks there were."""
     chunks, figures = read_and_chunk(work / "repo")
     vectors, embed_s = embed([c.text for c in chunks])
-    lance_s = lancedb_seconds(work, chunks, vectors)
-    figures["LanceDB: write the rows, fold the full-text index"] = lance_s
+    figures.update(lancedb_seconds(work, chunks, vectors))
     runs = cold_task_runs(len(files), len(chunks))
     figures[f"Prefect: {runs} task runs that do nothing (+ its API)"] = prefect_seconds(api, runs)
     return figures, embed_s, len(chunks)
