@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+        quiet_redis_outages()
         handler: Handler = args.handler
         return handler(args, settings)
     except (SettingsError, CodeflowError) as exc:
@@ -67,6 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
             return fail(f"cannot reach Redis ({exc}); start it, fix REDIS_URL, or unset it")
         raise
+
+
+def quiet_redis_outages() -> None:
+    """One line, not a traceback, for each log record about Redis being unreachable."""
+    from tasks.redis_outage import RedisOutageLogs
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedisOutageLogs())
 
 
 def fail(message: str, status: int = 1) -> int:

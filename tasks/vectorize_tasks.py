@@ -142,7 +142,8 @@ def batch_vectors(settings: Settings, handoff: str, keys: list[str], texts: list
 def cached_embed_batch(results_url: str, ttl_s: int) -> Any:
     """``embed_batch`` with its result cached in Redis and concurrent duplicates locked."""
     from prefect_redis import RedisDatabase
-    from prefect_redis.locking import RedisLockManager
+
+    from tasks.batch_locks import BatchLockManager
 
     storage = RedisDatabase(connection_url=results_url, key_ttl=ttl_s)
     storage.save(RESULTS_BLOCK, overwrite=True)  # saved, so results name it; passed as an
@@ -152,7 +153,7 @@ def cached_embed_batch(results_url: str, ttl_s: int) -> Any:
     policy = (INPUTS - "settings" - "texts" - "in_workers" - "handoff") + TASK_SOURCE
     return embed_batch.with_options(
         cache_policy=policy.configure(
-            lock_manager=RedisLockManager(connection_url=results_url),
+            lock_manager=BatchLockManager(results_url),
             isolation_level="SERIALIZABLE",
         ),
         persist_result=True,

@@ -26,6 +26,7 @@ from tasks.events import EventBus
 from tasks.manifests import IndexManifest
 from tests.git_support import commit_all, git, make_repo, write
 from tests.integration.server_fixtures import live_server, run, unique_stream
+from tests.redis_support import RedisProcess
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -316,6 +317,51 @@ def test_interrupted_run_leaves_no_duplicates_or_stale_vectors(
     assert len(ids) == len(set(ids))
     manifest_ids = _manifest_ids(indexer, repo)
     assert ids == manifest_ids, "store holds exactly the committed chunks"
+
+
+# The command, with Redis shut down inside the first embedding batch (after its vectors are
+# made, before Prefect commits its cached result and releases the batch's lock).
+_REDIS_STOPS = """
+import sys, redis, tasks.vectorize_tasks as tasks
+hand_over = tasks._hand_over
+def redis_stops_then(name, vectors):
+    try:
+        redis.Redis.from_url(sys.argv[1]).shutdown(nosave=True)
+    except redis.RedisError:
+        pass  # it is down already
+    hand_over(name, vectors)
+tasks._hand_over = redis_stops_then
+from flows.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_redis_going_away_mid_run_loses_nothing_and_prints_no_traceback(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    private_redis: RedisProcess,
+) -> None:
+    """The embedding cache and the batches' lock pass through, Prefect's cached results go
+    unwritten, and the run completes: the store holds exactly the committed chunks, and
+    each problem is one warning line on stderr."""
+    repo = make_repo(tmp_path / "repo", SOURCES)
+    indexer = _indexer(tmp_path / "home", private_redis.url, capsys, monkeypatch)
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, **indexer.env, "CODEFLOW_EMBED_BATCH_SIZE": "2"}  # several batches
+    env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())  # the session's Prefect server
+    command = [sys.executable, "-c", _REDIS_STOPS, private_redis.url, "index", str(repo), "--json"]
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[2]
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "without the cross-agent lock" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "ERROR" not in done.stderr, done.stderr
+    private_redis.start()
+    ids = indexer.store_ids(repo)
+    assert len(ids) == len(set(ids)) == json.loads(done.stdout)["chunks_total"] > 5
+    assert ids == _manifest_ids(indexer, repo)
 
 
 def _manifest(indexer: Indexer, repo: Path) -> IndexManifest:
