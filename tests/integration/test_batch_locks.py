@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import pickle
+import signal
 
 import pytest
 import redis
@@ -65,6 +67,24 @@ def test_an_outage_lets_batches_run_unlocked_says_so_once_then_locks_again(
     assert manager.acquire_lock("batch", "run-c")
     assert _pttl_ms(private_redis, "batch") > 0  # a real lock again
     manager.release_lock("batch", "run-c")
+
+
+def test_a_hung_redis_times_out_instead_of_holding_up_the_batch(
+    private_redis: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stopped (SIGSTOP) server accepts connections and never answers. redis-py 8's
+    clients time out after 5 s by default (prefect-redis sets no timeout of its own), and
+    the batch then goes on unlocked."""
+    manager = BatchLockManager(private_redis.url)
+    assert private_redis.process is not None
+    os.kill(private_redis.process.pid, signal.SIGSTOP)
+    try:
+        with caplog.at_level(logging.WARNING, logger="tasks.batch_locks"):
+            assert manager.acquire_lock("batch", "run-a")
+    finally:
+        os.kill(private_redis.process.pid, signal.SIGCONT)
+    assert any(LOCK_MESSAGE in r.getMessage() for r in caplog.records)
+    manager.release_lock("batch", "run-a")
 
 
 def test_the_async_side_behaves_the_same(private_redis: RedisProcess) -> None:
