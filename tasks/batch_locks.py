@@ -5,10 +5,12 @@ lock (SERIALIZABLE), so two agents asking for the same batch at once embed it on
 lock saves work; it guards nothing else: two agents that both embed a batch compute the
 same vectors and write them under the same IDs. Hence:
 
-- **Locks expire.** Prefect asks for locks with no hold timeout, so a process killed while
-  holding one (``kill -9``, a lost machine) would leave it in Redis for good, and the next
-  run asking for that batch would wait for it forever. Here a lock is held for
-  ``hold_s`` at most (default ``LOCK_HOLD_S``), far longer than any batch takes.
+- **Locks expire, and nobody waits for one for long.** Prefect asks for locks with no
+  hold timeout and waits for them with no limit, so a process killed while holding one
+  (``kill -9``, a lost machine) would leave it in Redis for good, and the next run asking
+  for that batch would wait forever. Here a lock is held for ``hold_s`` at most (default
+  ``LOCK_HOLD_S``, far longer than any batch takes), and a batch waits ``wait_s`` at most
+  (default ``LOCK_WAIT_S``) before it goes on without the lock, with a warning.
 - **A Redis outage does not fail the batch.** The batch then runs without the lock (one
   warning per outage), as the embedding cache passes its writes through
   (:mod:`tasks.cache`); Prefect itself treats an unreadable or unwritable cached result
@@ -27,23 +29,27 @@ from prefect_redis.locking import RedisLockManager
 from tasks.redis_outage import REDIS_DOWN
 
 LOCK_HOLD_S = 600.0  # a batch of 8,192 chunks embeds locally in ~1 s, via OpenAI in ~1 min
+LOCK_WAIT_S = 60.0  # how long a batch waits for another agent's lock before going on
 
 log = logging.getLogger(__name__)
 
 
 class BatchLockManager(RedisLockManager):  # type: ignore[misc]  # prefect-redis is untyped
-    """``RedisLockManager(connection_url=...)`` whose locks expire after ``hold_s`` and
-    which lets work go on without a lock while Redis cannot be reached."""
+    """``RedisLockManager(connection_url=...)`` whose locks expire after ``hold_s``, whose
+    waits end after ``wait_s``, and which lets work go on without a lock while Redis cannot
+    be reached."""
 
-    def __init__(self, connection_url: str, hold_s: float = LOCK_HOLD_S) -> None:
+    def __init__(
+        self, connection_url: str, hold_s: float = LOCK_HOLD_S, wait_s: float = LOCK_WAIT_S
+    ) -> None:
         super().__init__(connection_url=connection_url)
-        self.hold_s = hold_s
+        self.hold_s, self.wait_s = hold_s, wait_s
         self._unlocked: set[tuple[str, str]] = set()  # (key, holder) let through, no lock
         self._outage = False
         self._guard = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "hold_s": self.hold_s}
+        return {**super().__getstate__(), "hold_s": self.hold_s, "wait_s": self.wait_s}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -56,13 +62,14 @@ class BatchLockManager(RedisLockManager):  # type: ignore[misc]  # prefect-redis
         acquire_timeout: float | None = None,
         hold_timeout: float | None = None,
     ) -> bool:
+        wait = self.wait_s if acquire_timeout is None else acquire_timeout
         try:
-            acquired = super().acquire_lock(
-                key, holder, acquire_timeout, hold_timeout or self.hold_s
-            )
+            acquired = super().acquire_lock(key, holder, wait, hold_timeout or self.hold_s)
         except REDIS_DOWN as exc:
-            return self._let_through(key, holder, exc)
+            return self._let_through(key, holder, outage=exc)
         self._recovered()
+        if not acquired and acquire_timeout is None:  # Prefect would have waited for good
+            return self._let_through(key, holder)
         return bool(acquired)
 
     async def aacquire_lock(
@@ -72,12 +79,15 @@ class BatchLockManager(RedisLockManager):  # type: ignore[misc]  # prefect-redis
         acquire_timeout: float | None = None,
         hold_timeout: float | None = None,
     ) -> bool:
+        wait = self.wait_s if acquire_timeout is None else acquire_timeout
         hold = hold_timeout or self.hold_s
         try:
-            acquired = await super().aacquire_lock(key, holder, acquire_timeout, hold)
+            acquired = await super().aacquire_lock(key, holder, wait, hold)
         except REDIS_DOWN as exc:
-            return self._let_through(key, holder, exc)
+            return self._let_through(key, holder, outage=exc)
         self._recovered()
+        if not acquired and acquire_timeout is None:
+            return self._let_through(key, holder)
         return bool(acquired)
 
     def release_lock(self, key: str, holder: str) -> None:
@@ -105,22 +115,33 @@ class BatchLockManager(RedisLockManager):  # type: ignore[misc]  # prefect-redis
 
     def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
         try:
-            return bool(super().wait_for_lock(key, timeout))
+            super().wait_for_lock(key, self.wait_s if timeout is None else timeout)
+            return True  # freed, or waited long enough (see acquire_lock)
         except REDIS_DOWN as exc:
             self._note_outage(exc)
             return True
 
     async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
         try:
-            return bool(await super().await_for_lock(key, timeout))
+            await super().await_for_lock(key, self.wait_s if timeout is None else timeout)
+            return True
         except REDIS_DOWN as exc:
             self._note_outage(exc)
             return True
 
-    def _let_through(self, key: str, holder: str, exc: Exception) -> bool:
+    def _let_through(self, key: str, holder: str, outage: Exception | None = None) -> bool:
+        """Let ``holder`` work on ``key`` without the lock: Redis is down (``outage``), or
+        another holder kept the lock for ``wait_s`` (a run that died holding it, say)."""
         with self._guard:
             self._unlocked.add((key, holder))
-        self._note_outage(exc)
+        if outage is not None:
+            self._note_outage(outage)
+        else:
+            log.warning(
+                "an embedding batch stayed locked by another agent for %.0f s (one that died "
+                "holding it, or a slow one); embedding it here too",
+                self.wait_s,
+            )
         return True
 
     def _note_outage(self, exc: Exception) -> None:

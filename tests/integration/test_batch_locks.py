@@ -47,6 +47,22 @@ def test_a_held_lock_still_keeps_a_second_agent_out(private_redis: RedisProcess)
     second.release_lock("batch", "run-b")
 
 
+def test_a_lock_left_by_a_dead_run_holds_a_batch_up_for_wait_s_only(
+    private_redis: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = BatchLockManager(private_redis.url)
+    assert dead.acquire_lock("batch", "killed-run")  # never released: the run was killed
+    manager = BatchLockManager(private_redis.url, wait_s=0.2)
+    with caplog.at_level(logging.WARNING, logger="tasks.batch_locks"):
+        assert manager.acquire_lock("batch", "next-run")  # as Prefect asks: no timeout
+        assert manager.wait_for_lock("batch")
+    assert any("stayed locked" in r.getMessage() for r in caplog.records)
+    assert manager.is_lock_holder("batch", "next-run")
+    manager.release_lock("batch", "next-run")
+    assert _pttl_ms(private_redis, "batch") > 0, "the dead run's lock is left to expire"
+    assert not manager.acquire_lock("batch", "third-run", acquire_timeout=0)  # asked: no
+
+
 def test_an_outage_lets_batches_run_unlocked_says_so_once_then_locks_again(
     private_redis: RedisProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
