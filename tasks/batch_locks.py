@@ -62,15 +62,12 @@ class BatchLockManager(RedisLockManager):  # type: ignore[misc]  # prefect-redis
         acquire_timeout: float | None = None,
         hold_timeout: float | None = None,
     ) -> bool:
-        wait = self.wait_s if acquire_timeout is None else acquire_timeout
+        wait, hold = self._limits(acquire_timeout, hold_timeout)
         try:
-            acquired = super().acquire_lock(key, holder, wait, hold_timeout or self.hold_s)
+            acquired = super().acquire_lock(key, holder, wait, hold)
         except REDIS_DOWN as exc:
             return self._let_through(key, holder, outage=exc)
-        self._recovered()
-        if not acquired and acquire_timeout is None:  # Prefect would have waited for good
-            return self._let_through(key, holder)
-        return bool(acquired)
+        return self._answer(key, holder, bool(acquired), limited=acquire_timeout is not None)
 
     async def aacquire_lock(
         self,
@@ -79,16 +76,12 @@ class BatchLockManager(RedisLockManager):  # type: ignore[misc]  # prefect-redis
         acquire_timeout: float | None = None,
         hold_timeout: float | None = None,
     ) -> bool:
-        wait = self.wait_s if acquire_timeout is None else acquire_timeout
-        hold = hold_timeout or self.hold_s
+        wait, hold = self._limits(acquire_timeout, hold_timeout)
         try:
             acquired = await super().aacquire_lock(key, holder, wait, hold)
         except REDIS_DOWN as exc:
             return self._let_through(key, holder, outage=exc)
-        self._recovered()
-        if not acquired and acquire_timeout is None:
-            return self._let_through(key, holder)
-        return bool(acquired)
+        return self._answer(key, holder, bool(acquired), limited=acquire_timeout is not None)
 
     def release_lock(self, key: str, holder: str) -> None:
         with self._guard:
@@ -114,20 +107,36 @@ class BatchLockManager(RedisLockManager):  # type: ignore[misc]  # prefect-redis
             return False
 
     def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        """Wait until the lock is free, ``wait_s`` at most when Prefect gives no timeout;
+        True either way, as :meth:`acquire_lock` goes on after that long too."""
         try:
             super().wait_for_lock(key, self.wait_s if timeout is None else timeout)
-            return True  # freed, or waited long enough (see acquire_lock)
         except REDIS_DOWN as exc:
             self._note_outage(exc)
-            return True
+        return True
 
     async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
         try:
             await super().await_for_lock(key, self.wait_s if timeout is None else timeout)
-            return True
         except REDIS_DOWN as exc:
             self._note_outage(exc)
-            return True
+        return True
+
+    def _limits(
+        self, acquire_timeout: float | None, hold_timeout: float | None
+    ) -> tuple[float, float]:
+        """How long to wait for a lock and to hold it: the caller's, else ours (Prefect gives
+        neither, which means forever)."""
+        wait = self.wait_s if acquire_timeout is None else acquire_timeout
+        return wait, hold_timeout or self.hold_s
+
+    def _answer(self, key: str, holder: str, acquired: bool, *, limited: bool) -> bool:
+        """Redis answered a lock request: the lock, a plain no to a caller that set its own
+        limit, or permission to go on without the lock once ``wait_s`` has passed."""
+        self._recovered()
+        if acquired or limited:
+            return acquired
+        return self._let_through(key, holder)
 
     def _let_through(self, key: str, holder: str, outage: Exception | None = None) -> bool:
         """Let ``holder`` work on ``key`` without the lock: Redis is down (``outage``), or
