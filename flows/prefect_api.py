@@ -1,9 +1,10 @@
 """Prefect's temporary API server, started early so it overlaps a command's own start-up.
 
 Without ``PREFECT_API_URL``, Prefect runs each flow against a temporary API server that it
-starts when the flow starts, and the flow waits the ~7 s that server needs to answer. A
-command such as ``codeflow index`` spends about as long before its flow begins: importing
-Prefect, LanceDB and the flow, and checking its backends. :func:`start_prefect_api` starts
+starts when the flow starts, and the flow waits the 3.5-10 s that server needs to answer
+(the first start, which creates its database, is the slowest). A command such as
+``codeflow index`` spends about as long before its flow begins: importing Prefect, LanceDB
+and the flow, and checking its backends. :func:`start_prefect_api` starts
 the same server (the same ``uvicorn`` command and environment Prefect's
 ``SubprocessASGIServer`` uses) as the command begins and points ``PREFECT_API_URL`` at it,
 so both happen at once; :meth:`PrefectApi.ready` waits for it before the first flow, and
