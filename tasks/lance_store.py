@@ -123,6 +123,11 @@ def _filled(hits: Sequence[SearchHit], texts: list[str]) -> list[SearchHit]:
     return [replace(hit, text=text) for hit, text in zip(hits, texts, strict=True)]
 
 
+def _with_texts(matrix: _Matrix, hits: list[SearchHit], positions: list[int]) -> list[SearchHit]:
+    """``hits`` (rows ``positions`` of ``matrix``) with their texts, read in one ``take``."""
+    return _filled(hits, matrix.texts(positions)) if hits else hits
+
+
 def vectors_of(data: pa.Table, dimensions: int) -> NDArray[np.float32]:
     """The ``vector`` column of ``data`` as one contiguous float32 matrix."""
     flat = data["vector"].combine_chunks().values.to_numpy(zero_copy_only=False)
@@ -331,7 +336,7 @@ class LanceStore(LanceTables):
         self, matrix: _Matrix, positions: list[int], scores: list[float], with_text: bool
     ) -> list[SearchHit]:
         hits = [matrix.hit(p, s) for p, s in zip(positions, scores, strict=True)]
-        return _filled(hits, matrix.texts(positions)) if with_text and hits else hits
+        return _with_texts(matrix, hits, positions) if with_text else hits
 
     def _query_matrix(
         self, namespace: str, table: Any, query: NDArray[np.float32], limit: int, with_text: bool
@@ -365,6 +370,6 @@ class LanceStore(LanceTables):
         scores = rows["_score"].to_pylist()
         found = [matrix.hit(p, s) for p, s in zip(positions, scores, strict=True) if p >= 0]
         hits = by_score(found, limit)
-        if not with_text or not hits:
+        if not with_text:
             return hits
-        return _filled(hits, matrix.texts([matrix.positions[hit.id] for hit in hits]))
+        return _with_texts(matrix, hits, [matrix.positions[hit.id] for hit in hits])
