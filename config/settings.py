@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(1_000_000, ge=1024)
     cpu_workers: int | None = Field(None, ge=0, le=64)  # None: one per core; 0: in-process
     # The vector half's weight against BM25's 1 in hybrid search; None: the embedder's own
-    # (tasks.search.semantic_weight_for).
+    # (tasks.search.hybrid.semantic_weight_for).
     semantic_weight: float | None = Field(None, ge=0, le=100)
     token_secret: SecretStr | None = None  # signs WebSocket tokens; else a file under home
     bind_address: str = "127.0.0.1"

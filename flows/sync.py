@@ -28,9 +28,9 @@ from prefect.task_runners import TaskRunner
 from config import Settings, load_settings
 from flows.vectorize import vectorize_repository
 from tasks.errors import RepositoryError
-from tasks.params import Source, check_branch, check_names, parse_source
-from tasks.prefect_hooks import FLOW_HOOKS, TASK_HOOKS
-from tasks.registry import Checkouts, RegisteredRepo, Registry, default_name, is_due
+from tasks.pipeline.hooks import FLOW_HOOKS, TASK_HOOKS
+from tasks.repo.registry import Checkouts, RegisteredRepo, Registry, default_name, is_due
+from tasks.repo.source_params import Source, check_branch, check_names, parse_source
 
 _FAILURE_PREFIXES = ("Flow run encountered an exception: ", "Task run encountered an exception: ")
 

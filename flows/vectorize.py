@@ -26,23 +26,19 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-import tasks.embedders
-import tasks.lance_store  # noqa: F401 - not inside a run (LanceDB alone takes ~1-3 s)
+import tasks.embedding.local_embedder
+import tasks.vectors.lance_store  # noqa: F401 - not inside a run (LanceDB alone takes ~1-3 s)
 from config import Settings, load_settings, with_backends
-from tasks.changes import Changes
-from tasks.embedders import Embedder
-from tasks.embedding_usage import EmbeddingUsage, usage_of
+from tasks.embedding.local_embedder import Embedder
+from tasks.embedding.usage import EmbeddingUsage, usage_of
 from tasks.errors import ConfigError
-from tasks.events import make_event
-from tasks.gitrepo import Fingerprint
-from tasks.indexing import LoadResult, batched, next_manifest, stale_ids
-from tasks.lance_tables import COMPACT_TARGET_ROWS
-from tasks.long_lived import freeze_startup
-from tasks.manifests import IndexManifest, namespace_for
-from tasks.prefect_hooks import FLOW_HOOKS, remember_repo
-from tasks.records import Chunk
-from tasks.runtime import Runtime, runtime
-from tasks.vectorize_tasks import (
+from tasks.events.bus import make_event
+from tasks.index.changes import Changes
+from tasks.index.manifests import IndexManifest, namespace_for
+from tasks.index.plans import LoadResult, batched, next_manifest, stale_ids
+from tasks.pipeline.hooks import FLOW_HOOKS, remember_repo
+from tasks.pipeline.long_lived import freeze_startup
+from tasks.pipeline.vectorize_tasks import (
     batch_vectors,
     cached_embed_batch,
     commit_index,
@@ -54,6 +50,10 @@ from tasks.vectorize_tasks import (
     sweep_stale,
     write_vectors,
 )
+from tasks.records import Chunk
+from tasks.repo.git_repository import Fingerprint
+from tasks.services import Runtime, runtime
+from tasks.vectors.lance_tables import COMPACT_TARGET_ROWS
 
 FILES_PER_TASK = 400
 LOAD_WINDOW = 2

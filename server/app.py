@@ -38,7 +38,7 @@ from server.hub import Hub
 from server.metrics import ServerMetrics
 from server.protocol import CloseCode
 from server.session import Limits, Session
-from tasks.events import STREAM
+from tasks.events.bus import STREAM
 
 MAX_FRAME_BYTES = 64 * 1024
 PING_INTERVAL_S = 25.0

@@ -203,7 +203,9 @@ class SearchHandler(_PlainHandler):
         if not repo or not limit.isdigit():
             self.write_json(400, {"error": "repo=PATH is required and limit must be a number"})
             return
-        from tasks.repo_search import search_repository  # LanceDB and the embedder: on use
+        from tasks.search.repository_search import (
+            search_repository,  # LanceDB and the embedder: on use
+        )
 
         ctx, loop = self.context, asyncio.get_running_loop()
         try:

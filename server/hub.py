@@ -3,7 +3,7 @@
 Every server process runs one :class:`Hub`, which follows the whole stream with ``XREAD
 BLOCK`` from the newest entry it has seen. That is the horizontal scaling: processes share
 nothing but Redis, and each sees every event. For each entry the hub decodes the event once,
-works out its rooms (:func:`tasks.events.rooms_for`) and, per room with listeners, builds
+works out its rooms (:func:`tasks.events.bus.rooms_for`) and, per room with listeners, builds
 the complete WebSocket frame once and hands the same bytes to every session in the room.
 
 If Redis goes away the reader retries with backoff from its last ID, so nothing published
@@ -32,7 +32,7 @@ from server.protocol import (
 )
 from server.session import Entry, Session
 from tasks.errors import RedisUnavailable
-from tasks.events import rooms_for
+from tasks.events.bus import rooms_for
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ import tornado.netutil
 from config import Settings
 from server.app import RealtimeApp, make_app
 from server.auth import issue_token, token_secret
-from tasks.events import STREAM
-from tasks.redis_server import redis_url_for
+from tasks.events.bus import STREAM
+from tasks.redis_io.connections import redis_url_for
 
 log = logging.getLogger(__name__)
 

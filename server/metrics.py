@@ -2,7 +2,7 @@
 cache statistics the dashboard charts.
 
 Cache statistics are the hashes ``cf:{<namespace>}:s`` (fields ``hits``, ``misses``, ``sets``)
-that :mod:`tasks.cache` keeps; they are read on demand with SCAN (never KEYS).
+that :mod:`tasks.cache.redis_cache` keeps; they are read on demand with SCAN (never KEYS).
 """
 
 from __future__ import annotations

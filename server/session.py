@@ -47,7 +47,7 @@ from server.protocol import (
     wire_frame,
 )
 from tasks.errors import CodeflowError, RedisUnavailable
-from tasks.events import rooms_for
+from tasks.events.bus import rooms_for
 
 log = logging.getLogger(__name__)
 

@@ -15,15 +15,15 @@ from config import Settings
 from tasks.errors import ConfigError
 
 if TYPE_CHECKING:
-    from tasks.embedders import Embedder
-    from tasks.lance_store import LanceStore
-    from tasks.pinecone_store import PineconeStore
+    from tasks.embedding.local_embedder import Embedder
+    from tasks.vectors.lance_store import LanceStore
+    from tasks.vectors.pinecone_store import PineconeStore
 
 
 def embedding_dimensions(settings: Settings) -> int:
     """The width of the chosen embedder's vectors, known without building it."""
     if settings.embedder == "openai":
-        from tasks.openai_embedder import resolve_dimensions
+        from tasks.embedding.openai_embedder import resolve_dimensions
 
         return resolve_dimensions(settings.openai_model, settings.openai_dimensions)
     return settings.embedding_dimensions
@@ -31,7 +31,7 @@ def embedding_dimensions(settings: Settings) -> int:
 
 def build_embedder(settings: Settings) -> Embedder:
     if settings.embedder == "openai":
-        from tasks.openai_embedder import OpenAIEmbedder
+        from tasks.embedding.openai_embedder import OpenAIEmbedder
 
         key = settings.openai_api_key
         embedder = OpenAIEmbedder(
@@ -48,7 +48,7 @@ def build_embedder(settings: Settings) -> Embedder:
         if settings.openai_check:
             embedder.check()
         return embedder
-    from tasks.embedders import LocalEmbedder
+    from tasks.embedding.local_embedder import LocalEmbedder
 
     return LocalEmbedder(dimensions=settings.embedding_dimensions)
 
@@ -56,7 +56,7 @@ def build_embedder(settings: Settings) -> Embedder:
 def build_store(settings: Settings) -> LanceStore | PineconeStore:
     dimensions = embedding_dimensions(settings)
     if settings.store == "pinecone":
-        from tasks.pinecone_store import PineconeStore
+        from tasks.vectors.pinecone_store import PineconeStore
 
         key = settings.pinecone_api_key
         store = PineconeStore(
@@ -70,7 +70,7 @@ def build_store(settings: Settings) -> LanceStore | PineconeStore:
         )
         store.check()
         return store
-    from tasks.lance_store import LanceStore
+    from tasks.vectors.lance_store import LanceStore
 
     return LanceStore(settings.home / "lancedb", dimensions)
 

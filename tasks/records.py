@@ -24,7 +24,7 @@ class Chunk:
     symbol: str | None = None
     kind: ChunkKind = "window"
     #: The chunk's BM25 document when whoever made the chunk already built it (the chunk
-    #: workers do, in parallel); :func:`tasks.codetokens.search_document` otherwise.
+    #: workers do, in parallel); :func:`tasks.tokens.code_tokens.search_document` otherwise.
     search_text: str | None = field(default=None, compare=False, repr=False)
     _id: str | None = field(default=None, init=False, compare=False, repr=False)
 

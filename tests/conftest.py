@@ -78,11 +78,11 @@ def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 def prefect_harness() -> Iterator[None]:
     """One temporary Prefect API for the whole session (it takes ~10 s to start). Flows run
     without heartbeats, as codeflow's commands run them on a temporary API
-    (:meth:`flows.prefect_api.PrefectApi.flow_runs`): each run would otherwise end ~1 s
+    (:meth:`flows.cli.prefect_api.PrefectApi.flow_runs`): each run would otherwise end ~1 s
     late, waiting for Prefect's heartbeat thread."""
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.prefect_api import without_heartbeats
+    from flows.cli.prefect_api import without_heartbeats
 
     with prefect_test_harness(server_startup_timeout=120), without_heartbeats():
         yield

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tasks.embedders import Embedder
+from tasks.embedding.local_embedder import Embedder
 from tasks.records import Chunk
-from tasks.search import VectorStore
+from tasks.search.hybrid import VectorStore
 
 NS = "github.com/acme/app@main"
 

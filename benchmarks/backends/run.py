@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import percentile
-from tasks.openai_embedder import OpenAIEmbedder
-from tasks.pinecone_store import PineconeStore
+from tasks.embedding.openai_embedder import OpenAIEmbedder
 from tasks.records import Chunk
+from tasks.vectors.pinecone_store import PineconeStore
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.pinecone_server import PineconeFake
 

@@ -22,7 +22,7 @@ import redis
 from cashews import Cache
 
 from benchmarks.common import redis_server, summary, timed
-from tasks.cache import RedisCache
+from tasks.cache.redis_cache import RedisCache
 
 VALUE = {"vector": [round(random.random(), 6) for _ in range(80)], "path": "src/app/models.py"}
 

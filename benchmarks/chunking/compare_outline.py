@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from benchmarks.chunking.run import parse_quietly
-from tasks.languages import decode_source
-from tasks.pyoutline import outline
+from tasks.index.languages import decode_source
+from tasks.index.python_outline import outline
 from tests.unit.test_pyoutline import ast_outline
 
 

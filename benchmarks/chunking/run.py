@@ -8,7 +8,8 @@ FIELD-NOTES embedding figures). Every regular file is read into memory first (re
 not measured), with repo-relative paths, so skips (binary, vendored, minified...) are
 exercised too. Printed per corpus: files, MB, chunks, skips, best-of-N seconds, MB/s,
 chunks/s, and the same figures for Python files alone, for the outline scan alone (the
-syntax-aware part, ``tasks.pyoutline``), for ``ast.parse`` alone (what the outline replaced:
+syntax-aware part, ``tasks.index.python_outline``), for ``ast.parse`` alone (what the outline
+replaced:
 the chunker parsed every module until 2026-11) and for the generic splitter alone (every
 file as plain text).
 Rates use CPU time (steadier than wall time on a shared machine; both are printed). The
@@ -28,9 +29,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.chunking import ChunkingPolicy, Skip, chunk_file, chunk_files, chunk_text
-from tasks.languages import decode_source
-from tasks.pyoutline import outline
+from tasks.index.chunking import ChunkingPolicy, Skip, chunk_file, chunk_files, chunk_text
+from tasks.index.languages import decode_source
+from tasks.index.python_outline import outline
 
 EMBED_MB_PER_S = 1.7
 Files = list[tuple[str, bytes]]

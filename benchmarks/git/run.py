@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tasks.changes import diff_manifests
-from tasks.gitrepo import GitRepository
+from tasks.index.changes import diff_manifests
+from tasks.repo.git_repository import GitRepository
 
 
 def build_repo(root: Path, n_files: int) -> None:

@@ -45,7 +45,7 @@ def native_turned(on: bool) -> Iterator[None]:
 
 
 def corpus(source: Path, limit: int) -> list[Any]:
-    from tasks.chunking import chunk_files
+    from tasks.index.chunking import chunk_files
 
     files = sorted(p for p in source.rglob("*.py") if p.is_file() and not p.is_symlink())[:limit]
     chunks, _ = chunk_files((p.relative_to(source).as_posix(), p.read_bytes()) for p in files)
@@ -64,8 +64,8 @@ def best_of(repeat: int, setup: Callable[[], Any], step: Callable[[Any], Any]) -
 
 
 def measure(texts: list[str], chunks: list[Any], repeat: int) -> dict[str, tuple[float, Any]]:
-    from tasks import codetokens
-    from tasks.embedders import LocalEmbedder
+    from tasks.embedding.local_embedder import LocalEmbedder
+    from tasks.tokens import code_tokens as codetokens
 
     batches = [texts[i : i + BATCH] for i in range(0, len(texts), BATCH)]
 
@@ -121,7 +121,7 @@ def same(a: Any, b: Any) -> bool:
 
 
 def main() -> None:
-    from tasks.native import native_built
+    from tasks.native_extension import native_built
 
     parser = argparse.ArgumentParser()
     parser.add_argument("source", nargs="?", type=Path,

@@ -17,7 +17,7 @@ scoring) over the chunk texts read back from the same LanceDB table, so every me
 the same units. Also reported: codeflow's two retrievers alone (vector, BM25 over code
 tokens), their reciprocal-rank fusion without the ranking priors, and the hybrid with both
 halves weighted equally (``codeflow search`` weighs WordLlama's vectors at 0.25, a weight
-chosen on other packages: see ``tasks.search.LOCAL_SEMANTIC_WEIGHT``).
+chosen on other packages: see ``tasks.search.hybrid.LOCAL_SEMANTIC_WEIGHT``).
 
 Metrics: MRR@10, NDCG@10, Recall@10 with one relevant function per query (a hit counts if it
 overlaps the function's lines in its file; only the first such hit). Goal: codeflow's
@@ -74,8 +74,8 @@ class Query:
 
 def source_files(packages: Sequence[str]) -> list[tuple[str, Path]]:
     """``(repo path, source file)`` of every indexable, non-test ``.py`` file of the packages."""
-    from tasks.chunking import ChunkingPolicy, skip_reason_for_path
-    from tasks.ranking import is_test_path
+    from tasks.index.chunking import ChunkingPolicy, skip_reason_for_path
+    from tasks.search.ranking import is_test_path
 
     policy, found = ChunkingPolicy(), []
     for name in packages:
@@ -129,9 +129,9 @@ def index(repo: Path) -> tuple[dict[str, Any], str]:
     from config import load_settings
     from flows.vectorize import vectorize_repository
     from tasks.backends import check_backends
-    from tasks.gitrepo import GitRepository
-    from tasks.manifests import namespace_for
-    from tasks.runtime import runtime
+    from tasks.index.manifests import namespace_for
+    from tasks.repo.git_repository import GitRepository
+    from tasks.services import runtime
 
     check_backends(runtime(load_settings()))
     summary = vectorize_repository(str(repo))
@@ -147,10 +147,10 @@ def _places(hits: Sequence[Any]) -> list[Hit]:
 def codeflow_rankers(namespace: str) -> dict[str, Ranker]:
     """Full hybrid search (what ``codeflow search`` runs), its retrievers, and bare RRF."""
     from config import load_settings
-    from tasks.codetokens import code_tokens, unique_tokens
-    from tasks.ranking import rrf_scores
-    from tasks.runtime import runtime
-    from tasks.search import hybrid_search
+    from tasks.search.hybrid import hybrid_search
+    from tasks.search.ranking import rrf_scores
+    from tasks.services import runtime
+    from tasks.tokens.code_tokens import code_tokens, unique_tokens
 
     rt = runtime(load_settings())
     store, embedder = rt.store, rt.embedder
@@ -186,8 +186,8 @@ def codeflow_rankers(namespace: str) -> dict[str, Ranker]:
 def stored_chunks(namespace: str) -> list[dict[str, Any]]:
     """Every row codeflow stored for the namespace, in a stable order."""
     from config import load_settings
-    from tasks.lance_store import LanceStore
-    from tasks.runtime import runtime
+    from tasks.services import runtime
+    from tasks.vectors.lance_store import LanceStore
 
     store = runtime(load_settings()).store
     if not isinstance(store, LanceStore):

@@ -41,7 +41,7 @@ import psutil
 import redis
 import redis.asyncio as aioredis
 
-from tasks.events import STREAM, Event, encode_event, make_event
+from tasks.events.bus import STREAM, Event, encode_event, make_event
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent

@@ -23,10 +23,10 @@ import docker
 import pandas as pd
 
 from benchmarks.common import percentile
-from tasks.docker_runtime import DockerRuntime
-from tasks.sandbox_image import DEFAULT_DOCKER_URL, build_image
-from tasks.sandbox_models import ExecutionRequest
-from tasks.sandbox_pool import WarmPool
+from tasks.sandbox.docker_runtime import DockerRuntime
+from tasks.sandbox.image import DEFAULT_DOCKER_URL, build_image
+from tasks.sandbox.models import ExecutionRequest
+from tasks.sandbox.warm_pool import WarmPool
 
 CODE = "print('hi')"
 

@@ -34,13 +34,13 @@ import lancedb
 import numpy as np
 from numpy.typing import NDArray
 
-from tasks.codetokens import code_tokens
-from tasks.embedders import LocalEmbedder
-from tasks.lance_store import LanceStore, vectors_of
-from tasks.lance_tables import table_name
+from tasks.embedding.local_embedder import LocalEmbedder
 from tasks.records import Chunk
-from tasks.search import hybrid_search
-from tasks.vector_scan import VectorScan
+from tasks.search.hybrid import hybrid_search
+from tasks.tokens.code_tokens import code_tokens
+from tasks.vectors.lance_store import LanceStore, vectors_of
+from tasks.vectors.lance_tables import table_name
+from tasks.vectors.vector_scan import VectorScan
 
 WINDOW = 1500
 NAMESPACE = "bench/stdlib@main"
@@ -121,7 +121,7 @@ def embedder_throughput(embedder: LocalEmbedder, chunks: list[Chunk]) -> list[st
     start = time.perf_counter()
     embedder.embed(sample)
     ours = time.perf_counter() - start
-    from tasks.embedders import load_stock_wordllama
+    from tasks.embedding.local_embedder import load_stock_wordllama
 
     model = load_stock_wordllama()
     start = time.perf_counter()

@@ -38,7 +38,7 @@ import numpy as np
 from benchmarks.common import codeflow_home
 from benchmarks.vectorize.run import MAX_BYTES, build_corpus, flow_batches
 from config import load_settings
-from flows.prefect_api import PrefectApi, start_prefect_api
+from flows.cli.prefect_api import PrefectApi, start_prefect_api
 
 T = TypeVar("T")
 QUIET_S = 0.5  # the API server counts as done once it used < 10 ms of CPU over this long
@@ -72,9 +72,9 @@ def settled_cpu(pid: int) -> float:
 
 
 def read_and_chunk(repo: Path) -> tuple[list[Any], dict[str, float]]:
-    from tasks.chunking import ChunkingPolicy, chunk_files
-    from tasks.codetokens import search_documents
-    from tasks.gitrepo import GitRepository
+    from tasks.index.chunking import ChunkingPolicy, chunk_files
+    from tasks.repo.git_repository import GitRepository
+    from tasks.tokens.code_tokens import search_documents
 
     with GitRepository.open(str(repo)) as git_repo:
         paths = sorted(git_repo.fingerprint().files)
@@ -91,7 +91,7 @@ def read_and_chunk(repo: Path) -> tuple[list[Any], dict[str, float]]:
 
 
 def embed(texts: list[str]) -> tuple[np.ndarray[Any, np.dtype[np.float32]], float]:
-    from tasks.embedders import LocalEmbedder
+    from tasks.embedding.local_embedder import LocalEmbedder
 
     embedder = LocalEmbedder()
     embedder.embed([""])  # the model loads before the clock starts
@@ -101,7 +101,7 @@ def embed(texts: list[str]) -> tuple[np.ndarray[Any, np.dtype[np.float32]], floa
 
 def lancedb_seconds(work: Path, chunks: list[Any], vectors: Any) -> dict[str, float]:
     from flows.vectorize import WRITE_BATCH
-    from tasks.lance_store import LanceStore
+    from tasks.vectors.lance_store import LanceStore
 
     store = LanceStore(work / "floor-lancedb", dimensions=vectors.shape[1])
 

@@ -15,7 +15,8 @@ Configuration (the one FIELD-NOTES measured):
 * ``CodeSplitter`` (tree-sitter Python grammar from the ``tree-sitter-python`` wheel,
   ``max_chars=1500``: the size of codeflow's chunks); a tokenizer is passed explicitly so
   tiktoken never looks for its files;
-* :class:`CodeflowEmbedding`: ``tasks.embedders.LocalEmbedder`` (WordLlama) wrapped as a
+* :class:`CodeflowEmbedding`: ``tasks.embedding.local_embedder.LocalEmbedder`` (WordLlama)
+wrapped as a
   ``BaseEmbedding``, batch size 512 as codeflow uses, so both sides pay the same embedding;
 * ``IngestionCache`` on ``RedisKVStore`` (LlamaIndex's ``RedisCache``) and a
   ``RedisDocumentStore`` with ``DocstoreStrategy.UPSERTS_AND_DELETE``, on a private
@@ -52,8 +53,8 @@ from llama_index.storage.kvstore.redis import RedisKVStore as RedisCache
 from llama_index.vector_stores.lancedb import LanceDBVectorStore
 
 from benchmarks.vectorize.run import append_helper
-from tasks.embedders import LocalEmbedder
-from tasks.tokenizer import token_counter
+from tasks.embedding.local_embedder import LocalEmbedder
+from tasks.tokens.openai_tokens import token_counter
 
 CHUNK_CHARS = 1500
 EMBED_BATCH = 512

@@ -57,7 +57,7 @@ ROWS = ("cold index", "no-op re-index", "100 changed files")
 def corpus_files(source: Path, limit: int, max_bytes: int = MAX_BYTES) -> list[Path]:
     """Up to ``limit`` Python files of ``source`` that codeflow would not skip by path and
     that hold at most ``max_bytes``."""
-    from tasks.chunking import ChunkingPolicy, skip_reason_for_path
+    from tasks.index.chunking import ChunkingPolicy, skip_reason_for_path
 
     policy = ChunkingPolicy()
     found = []
@@ -98,7 +98,7 @@ def run_codeflow(repo: Path, files: list[Path]) -> dict[str, dict[str, Any]]:
     from config import load_settings
     from flows.vectorize import vectorize_repository
     from tasks.backends import check_backends
-    from tasks.runtime import runtime
+    from tasks.services import runtime
 
     check_backends(runtime(load_settings()))  # as `codeflow index` does before its flow
     rows = {"cold index": vectorize_repository(str(repo))}
@@ -111,7 +111,7 @@ def run_codeflow(repo: Path, files: list[Path]) -> dict[str, dict[str, Any]]:
 
 
 def corpus_texts(repo: Path, files: list[Path]) -> list[str]:
-    from tasks.chunking import chunk_files
+    from tasks.index.chunking import chunk_files
 
     chunks, _ = chunk_files((p.relative_to(repo).as_posix(), p.read_bytes()) for p in files)
     return [c.text for c in chunks]
@@ -127,8 +127,8 @@ def embedder_seconds(texts: list[str], workers: int) -> float:
     loaded in each before the clock starts; its piece memo starts empty, as in a run)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tasks.embedders import LocalEmbedder
-    from tasks.worker_pool import PooledLocalEmbedder, WorkerPool
+    from tasks.embedding.cpu_workers import PooledLocalEmbedder, WorkerPool
+    from tasks.embedding.local_embedder import LocalEmbedder
 
     batches = flow_batches(texts)
     if workers == 0:
@@ -167,7 +167,7 @@ _STOCK: dict[str, Any] = {}  # this process's WordLlama model, in wordllama_seco
 
 
 def _load_wordllama() -> None:
-    from tasks.embedders import load_stock_wordllama
+    from tasks.embedding.local_embedder import load_stock_wordllama
 
     _STOCK["model"] = load_stock_wordllama()
     _STOCK["model"].embed(["warm up"], norm=True)
@@ -298,7 +298,7 @@ def print_report(
         f"every core ({bounds['cold index, one process']:.2f} s in one process); cold index "
         f"/ embedder: {seconds / bounds['cold index']:.2f}x"
     )
-    from tasks.native import native_available
+    from tasks.native_extension import native_available
 
     print(
         f"the embedder's tokenizer and pooling: {'native' if native_available() else 'Python'}"
@@ -344,7 +344,7 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
     megabytes = sum(f.stat().st_size for f in files) / 1e6
     ours = run_codeflow(repo, files)
     ours_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    from tasks.worker_pool import default_workers
+    from tasks.embedding.cpu_workers import default_workers
 
     texts = corpus_texts(repo, files)
     bounds = {

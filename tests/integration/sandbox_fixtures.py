@@ -15,9 +15,9 @@ import docker
 import pytest
 from docker.errors import DockerException
 
-from tasks.docker_runtime import LABEL, DockerRuntime
 from tasks.errors import SandboxError
-from tasks.sandbox_image import DEFAULT_DOCKER_URL, SANDBOX_UID, build_image
+from tasks.sandbox.docker_runtime import LABEL, DockerRuntime
+from tasks.sandbox.image import DEFAULT_DOCKER_URL, SANDBOX_UID, build_image
 
 
 def _client() -> docker.DockerClient:

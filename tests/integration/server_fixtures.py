@@ -32,7 +32,7 @@ from config import Settings, load_settings
 from server.app import RealtimeApp, make_app
 from server.auth import issue_token
 from server.session import Limits
-from tasks.events import encode_event, make_event
+from tasks.events.bus import encode_event, make_event
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"integration-test-secret-0123456789abcdef"
@@ -137,7 +137,7 @@ class Client:
 
 
 class Publisher:
-    """Publishes events the way tasks.events.EventBus does, without blocking the loop."""
+    """Publishes events the way tasks.events.bus.EventBus does, without blocking the loop."""
 
     def __init__(self, redis_url: str, stream: str) -> None:
         self.client = aioredis.Redis.from_url(redis_url)

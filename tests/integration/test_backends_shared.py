@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.codetokens import code_tokens
-from tasks.embedders import Embedder, LocalEmbedder
+from tasks.embedding.local_embedder import Embedder, LocalEmbedder
+from tasks.embedding.openai_embedder import OpenAIEmbedder
 from tasks.errors import VectorStoreError
-from tasks.lance_store import LanceStore
-from tasks.openai_embedder import OpenAIEmbedder
-from tasks.pinecone_store import PineconeStore
 from tasks.records import Chunk
-from tasks.search import HybridStore, VectorStore, hybrid_search
+from tasks.search.hybrid import HybridStore, VectorStore, hybrid_search
+from tasks.tokens.code_tokens import code_tokens
+from tasks.vectors.lance_store import LanceStore
+from tasks.vectors.pinecone_store import PineconeStore
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.pinecone_server import PineconeFake
 from tests.store_support import NS, SHOP, put, snippets, synthetic

@@ -12,7 +12,7 @@ import signal
 import pytest
 import redis
 
-from tasks.batch_locks import BatchLockManager
+from tasks.pipeline.batch_locks import BatchLockManager
 from tests.redis_support import RedisProcess
 
 LOCK_MESSAGE = "without the cross-agent lock"
@@ -53,7 +53,7 @@ def test_a_lock_left_by_a_dead_run_holds_a_batch_up_for_wait_s_only(
     dead = BatchLockManager(private_redis.url)
     assert dead.acquire_lock("batch", "killed-run")  # never released: the run was killed
     manager = BatchLockManager(private_redis.url, wait_s=0.2)
-    with caplog.at_level(logging.WARNING, logger="tasks.batch_locks"):
+    with caplog.at_level(logging.WARNING, logger="tasks.pipeline.batch_locks"):
         assert manager.acquire_lock("batch", "next-run")  # as Prefect asks: no timeout
         assert manager.wait_for_lock("batch")
     assert any("stayed locked" in r.getMessage() for r in caplog.records)
@@ -68,7 +68,7 @@ def test_an_outage_lets_batches_run_unlocked_says_so_once_then_locks_again(
 ) -> None:
     manager = BatchLockManager(private_redis.url)
     private_redis.kill()
-    with caplog.at_level(logging.WARNING, logger="tasks.batch_locks"):
+    with caplog.at_level(logging.WARNING, logger="tasks.pipeline.batch_locks"):
         assert manager.acquire_lock("batch", "run-a")
         assert manager.is_lock_holder("batch", "run-a")
         assert not manager.is_locked("batch")
@@ -95,7 +95,7 @@ def test_a_hung_redis_times_out_instead_of_holding_up_the_batch(
     assert private_redis.process is not None
     os.kill(private_redis.process.pid, signal.SIGSTOP)
     try:
-        with caplog.at_level(logging.WARNING, logger="tasks.batch_locks"):
+        with caplog.at_level(logging.WARNING, logger="tasks.pipeline.batch_locks"):
             assert manager.acquire_lock("batch", "run-a")
     finally:
         os.kill(private_redis.process.pid, signal.SIGCONT)

@@ -12,12 +12,12 @@ import pytest
 import redis
 
 from config import load_settings
-from tasks.cache import RedisCache
-from tasks.cachekeys import key_name
-from tasks.embedding_cache import EmbeddingCache
+from tasks.cache.embedding_cache import EmbeddingCache
+from tasks.cache.invalidation import Invalidator
+from tasks.cache.redis_cache import RedisCache
 from tasks.errors import CacheKeyError
-from tasks.invalidation import Invalidator
-from tasks.runtime import runtime
+from tasks.redis_io.formats import key_name
+from tasks.services import runtime
 from tests.redis_support import RedisProcess
 
 TTL = 3600

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import flows.vectorize
-import tasks.vectorize_tasks
-from tasks.events import STREAM
+import tasks.pipeline.vectorize_tasks
+from tasks.events.bus import STREAM
 from tests.git_support import make_repo
 from tests.integration.server_fixtures import ServerProcess
 from tests.integration.test_server_browser import ARGS, ARTIFACTS, CHROMIUM
@@ -33,7 +33,7 @@ def test_dashboard_follows_a_real_flow_run(
     )
     gate, run_ids = threading.Event(), []
 
-    real_sweep = tasks.vectorize_tasks.sweep_stale
+    real_sweep = tasks.pipeline.vectorize_tasks.sweep_stale
 
     def held_sweep(*args: Any, **kwargs: Any) -> Any:
         """Hold the run after its writes until the page has shown it running."""

@@ -16,9 +16,9 @@ import pytest
 import redis
 
 from config import Settings, load_settings
-from tasks.gitrepo import GitRepository
-from tasks.manifests import namespace_for
-from tasks.runtime import runtime
+from tasks.index.manifests import namespace_for
+from tasks.repo.git_repository import GitRepository
+from tasks.services import runtime
 from tests.git_support import make_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]

@@ -11,12 +11,12 @@ import pytest
 import redis
 
 from config import load_settings
-from tasks.cache import RedisCache
-from tasks.redis_server import EmbeddedRedis, connect, redis_url_for
+from tasks.cache.redis_cache import RedisCache
+from tasks.redis_io.connections import EmbeddedRedis, connect, redis_url_for
 
 STARTER = """
 import sys
-from tasks.redis_server import EmbeddedRedis, connect
+from tasks.redis_io.connections import EmbeddedRedis, connect
 url = EmbeddedRedis(__import__('pathlib').Path(sys.argv[1])).ensure_running()
 print(connect(url).info('server')['process_id'])
 """

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.changes import blob_sha, diff_manifests
 from tasks.errors import RepositoryError
-from tasks.gitrepo import SKIP_REASONS, GitRepository
+from tasks.index.changes import blob_sha, diff_manifests
+from tasks.repo.git_repository import SKIP_REASONS, GitRepository
 
 # Isolate from the machine's git configuration (default branch, hooks, templates, signing).
 GIT_ENV = {
@@ -386,7 +386,7 @@ def test_oversized_file_is_skipped_without_being_read(repo: GitRepository, repo_
 
 _READ_SKIPPED = """
 import json, sys
-from tasks.gitrepo import GitRepository
+from tasks.repo.git_repository import GitRepository
 with GitRepository.open(sys.argv[1]) as repo:
     print(json.dumps(repo.read_files(["secret.py", "open.py"], max_bytes=1000)[1]))
 """

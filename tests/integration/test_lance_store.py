@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from tasks.embedders import LocalEmbedder
+from tasks.embedding.local_embedder import LocalEmbedder
 from tasks.errors import ConfigError, VectorStoreError
-from tasks.lance_store import LanceStore, _load_matrix, _Matrix, _reload_matrix, table_name
 from tasks.records import Chunk
+from tasks.vectors.lance_store import LanceStore, _load_matrix, _Matrix, _reload_matrix, table_name
 from tests.store_support import NS, put, snippets, synthetic
 
 
@@ -116,7 +116,7 @@ def test_optimize_folds_and_compacts_small_tables_but_waits_on_large_ones() -> N
     """The end-of-run upkeep: always on small tables, only when due on large ones."""
     from types import SimpleNamespace
 
-    from tasks.lance_tables import _fold_due
+    from tasks.vectors.lance_tables import _fold_due
 
     def stats(indexed: int, unindexed: int) -> SimpleNamespace:
         return SimpleNamespace(num_indexed_rows=indexed, num_unindexed_rows=unindexed)
@@ -177,7 +177,7 @@ def test_a_matrix_read_again_after_writes_equals_one_read_whole(
         read_whole.append(len(read_whole))
         return _load_matrix(data, dimensions)
 
-    monkeypatch.setattr("tasks.lance_store._load_matrix", counted)
+    monkeypatch.setattr("tasks.vectors.lance_store._load_matrix", counted)
     for step, write in enumerate(writes):
         write()
         read_whole.clear()

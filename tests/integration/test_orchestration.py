@@ -32,9 +32,9 @@ import redis
 import tornado.websocket
 
 from config import load_settings
-from tasks.events import EventBus
-from tasks.manifests import ManifestStore, namespace_for
-from tasks.registry import Registry
+from tasks.events.bus import EventBus
+from tasks.index.manifests import ManifestStore, namespace_for
+from tasks.repo.registry import Registry
 from tests.git_support import git, make_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -229,7 +229,7 @@ def _start_realtime_server(stack: Stack) -> int:
     """`codeflow serve --port 0`; the port is read from the dashboard URL it prints."""
     process = stack.start(
         "realtime",
-        [sys.executable, "-m", "flows.cli", "serve", "--port", "0", "--host", "127.0.0.1"],
+        [sys.executable, "-m", "flows.cli.commands", "serve", "--port", "0", "--host", "127.0.0.1"],
         stdout=subprocess.PIPE,
     )
     assert process.stdout is not None
@@ -379,7 +379,7 @@ def test_a_short_interval_schedule_fires_at_least_twice(stack: Stack, tmp_path: 
 
     upstream = make_repo(tmp_path / "upstream", _sources(5, "sched"))
     git(upstream, "branch", "-M", "main")
-    from tasks.params import parse_source
+    from tasks.repo.source_params import parse_source
 
     entry = Registry(stack.home).add(
         parse_source(upstream.as_uri()), name="sched-" + uuid.uuid4().hex[:6]
@@ -408,7 +408,7 @@ def test_a_short_interval_schedule_fires_at_least_twice(stack: Stack, tmp_path: 
     assert (starts[1] - starts[0]).total_seconds() >= 5
     clone = stack.home / "repos" / entry.name
     manifest = ManifestStore(stack.home / "manifests" / "lancedb")
-    from tasks.gitrepo import GitRepository
+    from tasks.repo.git_repository import GitRepository
 
     with GitRepository.open(clone) as opened:
         indexed = manifest.load(opened.repo_id, "main")
@@ -458,8 +458,8 @@ def test_sigterm_mid_run_crashes_the_run_and_a_rerun_leaves_no_duplicates(
 
 
 def _assert_store_matches_manifest(stack: Stack, repo: Path) -> None:
-    from tasks.gitrepo import GitRepository
-    from tasks.runtime import runtime
+    from tasks.repo.git_repository import GitRepository
+    from tasks.services import runtime
 
     with GitRepository.open(repo) as opened:
         repo_id, label = opened.repo_id, opened.branch_label()

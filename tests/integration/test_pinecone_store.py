@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from tasks.embedders import HashingEmbedder
+from tasks.embedding.local_embedder import HashingEmbedder
 from tasks.errors import ConfigError, VectorStoreError
-from tasks.pinecone_store import PineconeStore, pinecone_namespace
 from tasks.records import Chunk
+from tasks.vectors.pinecone_store import PineconeStore, pinecone_namespace
 from tests.fakes.http_fake import Fault
 from tests.fakes.pinecone_server import MAX_METADATA_BYTES, PineconeFake
 

@@ -29,7 +29,7 @@ def _servers_for(prefect_home: str) -> list[psutil.Process]:
 
 def _index(repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", "index", str(repo), "--json"],
+        [sys.executable, "-m", "flows.cli.commands", "index", str(repo), "--json"],
         env=env,
         capture_output=True,
         text=True,

@@ -18,9 +18,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from tasks.docker_runtime import DockerRuntime
-from tasks.sandbox_models import ExecutionRequest, ExecutionResult, Limits
-from tasks.sandbox_policy import check_code
+from tasks.sandbox.docker_runtime import DockerRuntime
+from tasks.sandbox.models import ExecutionRequest, ExecutionResult, Limits
+from tasks.sandbox.policy import check_code
 from tests.integration import sandbox_fixtures as fixtures
 from tests.integration.sandbox_fixtures import host_unharmed
 

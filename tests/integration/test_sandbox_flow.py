@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import redis
 
-from flows.cli import main
-from tasks.events import EventBus
+from flows.cli.commands import main
+from tasks.events.bus import EventBus
 from tests.integration.sandbox_fixtures import docker_client, sandbox_image  # noqa: F401
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("prefect_harness", "sandbox_image")]

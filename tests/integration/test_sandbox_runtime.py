@@ -13,11 +13,11 @@ from pathlib import Path
 import docker
 import pytest
 
-from tasks.docker_runtime import LABEL, DockerRuntime
 from tasks.errors import DockerUnavailable, ImageMissing, LimitsNotApplied, SandboxError
-from tasks.sandbox_image import build_image
-from tasks.sandbox_models import ExecutionRequest, ExecutionResult, Limits
-from tasks.sandbox_pool import WarmPool
+from tasks.sandbox.docker_runtime import LABEL, DockerRuntime
+from tasks.sandbox.image import build_image
+from tasks.sandbox.models import ExecutionRequest, ExecutionResult, Limits
+from tasks.sandbox.warm_pool import WarmPool
 from tests.integration import sandbox_fixtures as fixtures
 from tests.integration.sandbox_fixtures import labelled_containers
 
@@ -138,8 +138,8 @@ def test_sweep_removes_a_crashed_owners_container(
 ) -> None:
     crash = (
         "import os, sys\n"
-        "from tasks.docker_runtime import DockerRuntime\n"
-        "from tasks.sandbox_models import Limits\n"
+        "from tasks.sandbox.docker_runtime import DockerRuntime\n"
+        "from tasks.sandbox.models import Limits\n"
         "prepared = DockerRuntime(image=sys.argv[1]).prepare(Limits())\n"
         "print(prepared.container_id, flush=True)\n"
         "os.kill(os.getpid(), 9)\n"

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.codetokens import code_tokens
-from tasks.embedders import HashingEmbedder, LocalEmbedder
+from tasks.embedding.local_embedder import HashingEmbedder, LocalEmbedder
 from tasks.errors import ConfigError, VectorStoreError
-from tasks.lance_store import LanceStore
 from tasks.records import Chunk, ChunkKind
-from tasks.search import LOCAL_SEMANTIC_WEIGHT, hybrid_search, semantic_weight_for
+from tasks.search.hybrid import LOCAL_SEMANTIC_WEIGHT, hybrid_search, semantic_weight_for
+from tasks.tokens.code_tokens import code_tokens
+from tasks.vectors.lance_store import LanceStore
 from tests.store_support import SHOP
 
 NS = "acme/shop@main"
@@ -137,7 +137,7 @@ def test_local_embedder_truncates_matryoshka_dimensions(dimensions: int) -> None
 def test_hashing_embedder_is_deterministic_across_processes() -> None:
     vector = HashingEmbedder(64).embed(["getUserName(user_id)"])[0]
     code = (
-        "from tasks.embedders import HashingEmbedder as H; "
+        "from tasks.embedding.local_embedder import HashingEmbedder as H; "
         "print(H(64).embed(['getUserName(user_id)'])[0].tolist())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -153,7 +153,7 @@ def test_local_embedder_works_with_no_network(tmp_path: Path) -> None:
             raise OSError("network access attempted")
         socket.socket.connect = refuse
         socket.create_connection = refuse
-        from tasks.embedders import LocalEmbedder
+        from tasks.embedding.local_embedder import LocalEmbedder
         vectors = LocalEmbedder().embed(["def main(): pass"])
         print(json.dumps({"shape": list(vectors.shape), "norm": float((vectors ** 2).sum())}))
         """

@@ -2,7 +2,7 @@
 events are published.
 
 The event source is the ``run_events`` fixture. Today it publishes a realistic scripted
-sequence through :class:`tasks.events.EventBus`; it can be swapped for a real flow run
+sequence through :class:`tasks.events.bus.EventBus`; it can be swapped for a real flow run
 without touching the test (the test only calls ``start``, ``advance`` and ``finish`` and
 reads ``run_id``/``flow_name``).
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tasks.events import EventBus, make_event
+from tasks.events.bus import EventBus, make_event
 from tests.integration.server_fixtures import ROOT, ServerProcess, unique_stream
 
 CHROMIUM = Path("/usr/bin/chromium")

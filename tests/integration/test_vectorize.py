@@ -21,9 +21,9 @@ import redis
 import tornado.httpclient
 
 from config import load_settings
-from flows.cli import main
-from tasks.events import EventBus
-from tasks.manifests import IndexManifest
+from flows.cli.commands import main
+from tasks.events.bus import EventBus
+from tasks.index.manifests import IndexManifest
 from tests.git_support import commit_all, git, make_repo, write
 from tests.integration.server_fixtures import live_server, run, unique_stream
 from tests.redis_support import RedisProcess
@@ -80,7 +80,7 @@ class Indexer:
 
     def store_ids(self, path: Path) -> list[str]:
         from config import load_settings
-        from tasks.runtime import runtime
+        from tasks.services import runtime
 
         namespace = self.status(path)["namespace"]
         return sorted(runtime(load_settings(self.env)).store.ids(namespace))
@@ -217,7 +217,7 @@ def test_worker_processes_give_the_same_index_as_in_process(
     """Small runs chunk and embed in-process; large ones in worker processes. Forcing the
     workers on a small repository must change nothing but where the work ran."""
     import flows.vectorize
-    from tasks.worker_pool import worker_pool
+    from tasks.embedding.cpu_workers import worker_pool
 
     repo = make_repo(tmp_path / "repo", SOURCES)
     indexer.index(repo)  # in-process: 5 files
@@ -259,21 +259,21 @@ def test_noop_reindex_does_no_work_and_search_finds_definitions(
 def test_searches_are_cached_until_the_index_or_the_ranking_changes(
     tmp_path: Path, indexer: Indexer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tasks.search
-    from tasks.ranking import RANKING_VERSION
+    import tasks.search.hybrid
+    from tasks.search.ranking import RANKING_VERSION
 
     repo = make_repo(tmp_path / "repo", SOURCES)
     indexer.index(repo)
-    real, ran = tasks.search.hybrid_search, []
+    real, ran = tasks.search.hybrid.hybrid_search, []
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         ran.append(kwargs["semantic_weight"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tasks.search, "hybrid_search", counted)
+    monkeypatch.setattr(tasks.search.hybrid, "hybrid_search", counted)
     first = indexer.search(repo, "load user from json")
     assert indexer.search(repo, "load user from json") == first and ran == [None]
-    monkeypatch.setattr("tasks.repo_search.RANKING_VERSION", RANKING_VERSION + 1)
+    monkeypatch.setattr("tasks.search.repository_search.RANKING_VERSION", RANKING_VERSION + 1)
     assert indexer.search(repo, "load user from json") == first and len(ran) == 2
     indexer.env["CODEFLOW_SEMANTIC_WEIGHT"] = "0"  # another weight: another answer
     indexer.search(repo, "load user from json")
@@ -322,7 +322,7 @@ def test_interrupted_run_leaves_no_duplicates_or_stale_vectors(
 # The command, with Redis shut down inside the first embedding batch (after its vectors are
 # made, before Prefect commits its cached result and releases the batch's lock).
 _REDIS_STOPS = """
-import sys, redis, tasks.vectorize_tasks as tasks
+import sys, redis, tasks.pipeline.vectorize_tasks as tasks
 hand_over = tasks._hand_over
 def redis_stops_then(name, vectors):
     try:
@@ -331,7 +331,7 @@ def redis_stops_then(name, vectors):
         pass  # it is down already
     hand_over(name, vectors)
 tasks._hand_over = redis_stops_then
-from flows.cli import main
+from flows.cli.commands import main
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -366,7 +366,7 @@ def test_redis_going_away_mid_run_loses_nothing_and_prints_no_traceback(
 
 def _manifest(indexer: Indexer, repo: Path) -> IndexManifest:
     from config import load_settings
-    from tasks.runtime import runtime
+    from tasks.services import runtime
 
     status = indexer.status(repo)
     manifest = runtime(load_settings(indexer.env)).manifests.load(
@@ -391,7 +391,7 @@ def test_two_processes_index_the_same_repository_at_once(
     from prefect.settings import PREFECT_API_URL
 
     env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())  # the session's Prefect server
-    cli = [sys.executable, "-m", "flows.cli", "index", str(repo), "--json"]
+    cli = [sys.executable, "-m", "flows.cli.commands", "index", str(repo), "--json"]
     procs = [
         subprocess.Popen(
             cli,
@@ -502,8 +502,8 @@ def test_batch_vectors_without_a_handoff_come_from_the_embedding_cache(
 ) -> None:
     """An embed-batch answered from Prefect's result cache hands over no vectors: they are
     read from the embedding cache, and one the cache lost is embedded again and stored."""
-    from tasks.runtime import runtime
-    from tasks.vectorize_tasks import batch_vectors, drop_handoffs, embed_batch
+    from tasks.pipeline.vectorize_tasks import batch_vectors, drop_handoffs, embed_batch
+    from tasks.services import runtime
 
     settings = load_settings(codeflow_env)
     rt = runtime(settings)

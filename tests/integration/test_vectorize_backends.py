@@ -14,7 +14,7 @@ import pytest
 from config import load_settings
 from tasks.backends import check_backends
 from tasks.errors import ConfigError, VectorStoreError
-from tasks.runtime import runtime
+from tasks.services import runtime
 from tests.fakes.http_fake import Fault
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.pinecone_server import PineconeFake

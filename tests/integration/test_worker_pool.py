@@ -11,11 +11,11 @@ import numpy as np
 import psutil
 import pytest
 
-from tasks.chunking import ChunkingPolicy, chunk_files
-from tasks.codetokens import search_document
-from tasks.embedders import LocalEmbedder
+from tasks.embedding.cpu_workers import PooledLocalEmbedder, WorkerPool
+from tasks.embedding.local_embedder import LocalEmbedder
 from tasks.errors import WorkerError
-from tasks.worker_pool import PooledLocalEmbedder, WorkerPool
+from tasks.index.chunking import ChunkingPolicy, chunk_files
+from tasks.tokens.code_tokens import search_document
 
 FILES = [
     (

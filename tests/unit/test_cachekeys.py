@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.cachekeys import (
+from tasks.errors import CacheKeyError
+from tasks.redis_io.formats import (
     MAX_KEY_BYTES,
     decode_value,
     encode_value,
@@ -13,7 +14,6 @@ from tasks.cachekeys import (
     validate_part,
     validate_pattern,
 )
-from tasks.errors import CacheKeyError
 
 json_values = st.recursive(
     st.none()

@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.changes import Changes, apply_changes, blob_sha, diff_manifests, pair_renames
+from tasks.index.changes import Changes, apply_changes, blob_sha, diff_manifests, pair_renames
 
 A, B, C, D = ("a" * 40, "b" * 40, "c" * 40, "d" * 40)
 

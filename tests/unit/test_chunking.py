@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.chunking import (
+from tasks.errors import ConfigError
+from tasks.index.chunking import (
     ChunkingPolicy,
     Skip,
     _Lines,
@@ -19,8 +20,7 @@ from tasks.chunking import (
     estimate_tokens,
     skip_reason_for_path,
 )
-from tasks.errors import ConfigError
-from tasks.languages import decode_source
+from tasks.index.languages import decode_source
 from tasks.records import Chunk
 
 DEFAULT = ChunkingPolicy()

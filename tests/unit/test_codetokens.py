@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.codetokens import (
+from tasks.records import Chunk
+from tasks.tokens.code_tokens import (
     _WORD,
     STOP_WORDS,
     _expand,
@@ -16,7 +17,6 @@ from tasks.codetokens import (
     search_document,
     unique_tokens,
 )
-from tasks.records import Chunk
 
 
 @pytest.mark.parametrize(

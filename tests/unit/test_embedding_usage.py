@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.embedding_usage import MODELS, EmbeddingUsage, usage_of
-from tasks.tokenizer import ByteCounter, token_counter
+from tasks.embedding.usage import MODELS, EmbeddingUsage, usage_of
+from tasks.tokens.openai_tokens import ByteCounter, token_counter
 
 
 def test_cost_is_tokens_times_list_price() -> None:

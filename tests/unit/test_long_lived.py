@@ -7,7 +7,7 @@ import sys
 
 SCRIPT = """
 import gc
-from tasks.long_lived import freeze_startup
+from tasks.pipeline.long_lived import freeze_startup
 
 before = gc.get_freeze_count()
 first, second = freeze_startup(), freeze_startup()

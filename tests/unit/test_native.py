@@ -23,9 +23,9 @@ def test_the_blas_spin_is_shortened_unless_already_set(monkeypatch: pytest.Monke
 def test_the_command_line_sets_it_before_numpy_loads() -> None:
     """``codeflow`` and ``python -m server`` import numpy lazily, after ``main`` set it."""
     probe = (
-        "import sys, flows.cli, server.__main__\n"
+        "import sys, flows.cli.commands, server.__main__\n"
         "assert 'numpy' not in sys.modules\n"
-        "flows.cli.main(['status', '/nonexistent'])\n"
+        "flows.cli.commands.main(['status', '/nonexistent'])\n"
         "import os; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}

@@ -15,12 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from tasks.codetokens import search_document, search_documents
-from tasks.embedders import LocalEmbedder
-from tasks.native import native_available, native_built
-from tasks.native_tokens import NativePieceTokenizer, piece_tokenizer
-from tasks.piece_tokens import PieceTokenizer
+from tasks.embedding.local_embedder import LocalEmbedder
+from tasks.native_extension import native_available, native_built
 from tasks.records import Chunk
+from tasks.tokens.code_tokens import search_document, search_documents
+from tasks.tokens.native_pieces import NativePieceTokenizer, piece_tokenizer
+from tasks.tokens.piece_tokens import PieceTokenizer
 from tests.unit.test_piece_tokens import EDGE_CASES, reference
 
 REQUIRED = os.environ.get("CODEFLOW_REQUIRE_NATIVE") == "1"  # set by .ci/run
@@ -187,7 +187,7 @@ def test_native_bm25_documents_of_real_code_equal_the_python_ones() -> None:
 
 @needs_native
 def test_texts_beyond_ascii_go_to_python_and_given_documents_are_kept() -> None:
-    from tasks.codetokens import _native_tokenizer
+    from tasks.tokens.code_tokens import _native_tokenizer
 
     assert _native_tokenizer().joined_tokens(["naïve_café getUserName", "getUserName"]) == [
         None,

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from tasks.embedders import LocalEmbedder, load_stock_wordllama
-from tasks.piece_tokens import PieceTokenizer
+from tasks.embedding.local_embedder import LocalEmbedder, load_stock_wordllama
+from tasks.tokens.piece_tokens import PieceTokenizer
 
 EDGE_CASES = [
     "",

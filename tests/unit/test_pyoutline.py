@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.languages import decode_source
-from tasks.pyoutline import Definition, outline
+from tasks.index.languages import decode_source
+from tasks.index.python_outline import Definition, outline
 
 
 def ast_outline(body: list[ast.stmt]) -> list[Definition]:

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.ranking import (
+from tasks.records import SearchHit
+from tasks.search.ranking import (
     COHERENCE_CAP,
     COHERENCE_WEIGHT,
     fuse,
@@ -14,7 +15,6 @@ from tasks.ranking import (
     is_vendored_path,
     rrf_scores,
 )
-from tasks.records import SearchHit
 
 
 def hit(hit_id: str, path: str, symbol: str | None = None, language: str = "python") -> SearchHit:

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from tasks.rate_limit import RateLimiter, parse_duration
+from tasks.embedding.rate_limit import RateLimiter, parse_duration
 
 
 class FakeClock:

@@ -7,7 +7,7 @@ import sys
 
 import redis
 
-from tasks.redis_outage import RedisOutageLogs
+from tasks.redis_io.outage import RedisOutageLogs
 
 
 def _record_of(exc: BaseException, message: str = "committing transaction %r") -> logging.LogRecord:

@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from tasks.errors import ConfigError, RepositoryError
-from tasks.params import (
+from tasks.repo.registry import Checkouts, RegisteredRepo, Registry, default_name, is_due
+from tasks.repo.source_params import (
     ParameterError,
     Source,
     check_branch,
@@ -18,7 +19,6 @@ from tasks.params import (
     check_names,
     parse_source,
 )
-from tasks.registry import Checkouts, RegisteredRepo, Registry, default_name, is_due
 from tests.git_support import commit_all, git, make_repo, write
 
 # --- parameters -------------------------------------------------------------------------

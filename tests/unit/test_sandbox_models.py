@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 
 from tasks.errors import ConfigError
-from tasks.sandbox_image import find_mirror, recipe_hash, strip_setid_bits
-from tasks.sandbox_models import (
+from tasks.sandbox.image import find_mirror, recipe_hash, strip_setid_bits
+from tasks.sandbox.models import (
     ExecutionRequest,
     ExecutionResult,
     Limits,
     Violation,
     classify_outcome,
 )
-from tasks.sandbox_wire import OutputCollector, encode_payload, expected_tmpfs, limit_mismatches
+from tasks.sandbox.wire import OutputCollector, encode_payload, expected_tmpfs, limit_mismatches
 
 
 def frame(stream: int, data: bytes) -> bytes:

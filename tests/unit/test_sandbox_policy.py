@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.sandbox_models import Violation
-from tasks.sandbox_policy import DEFAULT_POLICY, Policy, check_code
+from tasks.sandbox.models import Violation
+from tasks.sandbox.policy import DEFAULT_POLICY, Policy, check_code
 
 BYPASSES = {
     "subclass walking": "().__class__.__base__.__subclasses__()",
@@ -122,7 +122,7 @@ def test_violations_serialize_to_plain_dicts() -> None:
 
 
 def test_module_docstring_says_it_is_not_the_boundary() -> None:
-    import tasks.sandbox_policy as policy
+    import tasks.sandbox.policy as policy
 
     assert policy.__doc__ is not None
     assert "NOT a security boundary" in policy.__doc__

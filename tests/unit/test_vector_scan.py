@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from tasks.native import codeflow_native, native_built
-from tasks.vector_scan import VectorScan, _best, shortlist_size
+from tasks.native_extension import codeflow_native, native_built
+from tasks.vectors.vector_scan import VectorScan, _best, shortlist_size
 
 needs_native = pytest.mark.skipif(
     not native_built(), reason="native extension not built (scripts/bootstrap)"

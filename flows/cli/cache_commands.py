@@ -1,0 +1,118 @@
+"""``codeflow cache stats|invalidate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import redis
+
+from config import Settings
+from tasks.cache.invalidation import Invalidator
+from tasks.cache.redis_cache import RedisCache
+from tasks.events.bus import EventBus, make_event
+from tasks.redis_io.connections import connect, redis_url_for
+from tasks.redis_io.formats import validate_namespace, validate_part, validate_pattern
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cache = commands.add_parser("cache", help="inspect and invalidate the Redis cache")
+    sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    stats = sub.add_parser("stats", help="hit/miss counters per namespace")
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.set_defaults(handler=show_stats)
+    inv = sub.add_parser("invalidate", help="invalidate cached values")
+    target = inv.add_mutually_exclusive_group(required=True)
+    target.add_argument("--tag", help="every value written with this tag")
+    target.add_argument("--depends-on", metavar="KEY", help="KEY and everything depending on it")
+    target.add_argument("--event", help="what the named event's rule maps to")
+    target.add_argument("--pattern", help="value keys matching this glob (SCAN+UNLINK)")
+    target.add_argument("--key", help="exactly this key")
+    inv.add_argument("--namespace", help="one namespace (default: every namespace)")
+    inv.add_argument("--json", action="store_true", help="print one JSON object")
+    inv.set_defaults(handler=invalidate)
+
+
+def _client(settings: Settings) -> redis.Redis:
+    return connect(redis_url_for(settings), timeout_s=max(settings.redis_timeout_s, 2.0))
+
+
+def namespaces(client: redis.Redis) -> list[str]:
+    """Namespaces that have been used (each keeps a statistics hash)."""
+    found = {key.decode()[4:-3] for key in client.scan_iter(match="cf:{*}:s", count=1000)}
+    return sorted(found)
+
+
+def collect_stats(client: redis.Redis) -> dict[str, Any]:
+    per_ns: dict[str, dict[str, float]] = {}
+    for ns in namespaces(client):
+        raw: dict[bytes, bytes] = client.hgetall(f"cf:{{{ns}}}:s")  # type: ignore[assignment]
+        row: dict[str, float] = {k.decode(): int(v) for k, v in raw.items()}
+        looked = row.get("hits", 0) + row.get("misses", 0)
+        row["hit_rate"] = round(row.get("hits", 0) / looked, 4) if looked else 0.0
+        per_ns[ns] = row
+    info = client.info("memory")
+    return {
+        "namespaces": per_ns,
+        "redis": {"keys": client.dbsize(), "used_memory": info["used_memory"]},
+    }
+
+
+def show_stats(args: argparse.Namespace, settings: Settings) -> int:
+    report = collect_stats(_client(settings))
+    if args.json:
+        print(json.dumps(report, indent=None))
+        return 0
+    if not report["namespaces"]:
+        print("no cache namespaces yet")
+    else:
+        import pandas as pd
+
+        table = pd.DataFrame.from_dict(report["namespaces"], orient="index")
+        counts = ["hits", "misses", "sets", "invalidations"]
+        table = table.reindex(columns=[*counts, "hit_rate"]).fillna(0)
+        table[counts] = table[counts].astype(int)
+        print(table.to_string())
+    print(f"redis: {report['redis']['keys']} keys, {report['redis']['used_memory']:,} bytes")
+    return 0
+
+
+def invalidate(args: argparse.Namespace, settings: Settings) -> int:
+    _validate(args)
+    client = _client(settings)
+    bus = EventBus(client, maxlen=settings.events_maxlen)
+    targets = [args.namespace] if args.namespace else namespaces(client)
+    counts = {}
+    for ns in targets:
+        cache = RedisCache(client, ns, ttl_s=settings.cache_ttl_seconds)
+        inv = Invalidator(cache, announce=lambda e: bus.publish(make_event(**e)))
+        counts[ns] = _apply(inv, args)
+    if args.json:
+        print(json.dumps({"namespaces": counts}))
+    else:
+        for ns, count in counts.items():
+            print(f"{ns}: {count} invalidated")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if args.namespace:
+        validate_namespace(args.namespace)
+    if args.pattern:
+        validate_pattern(args.pattern)
+    else:
+        what = "tag" if args.tag else "event" if args.event else "key"
+        validate_part(args.tag or args.depends_on or args.event or args.key, what)
+
+
+def _apply(inv: Invalidator, args: argparse.Namespace) -> int:
+    if args.tag:
+        return inv.by_tag(args.tag)
+    if args.depends_on:
+        return inv.by_dependency(args.depends_on)
+    if args.event:
+        return inv.by_event(args.event) if inv.event_rule(args.event) else 0
+    if args.pattern:
+        return inv.by_pattern(args.pattern)
+    return inv.by_key(args.key)

@@ -1,0 +1,72 @@
+"""A progress bar on stderr for ``codeflow index``, fed by the run's own events on the bus
+(the CLI is just another observer: the same events drive the dashboard)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+import redis
+
+from tasks.events.bus import EventBus
+
+
+class ProgressView:
+    """Follows events carrying ``trace_id`` and redraws one status line."""
+
+    def __init__(
+        self, bus: EventBus, trace_id: str, *, enabled: bool = True, out: TextIO | None = None
+    ) -> None:
+        self.bus, self.trace_id, self.enabled = bus, trace_id, enabled
+        self.out = out or sys.stderr
+        self.units: dict[str, tuple[int, int, float]] = {}  # unit -> done, total, first seen
+        self._stop = threading.Event()
+        self._tty = self.out.isatty()
+        self._last_draw = 0.0
+
+    def follow(self) -> None:
+        try:
+            cursor = self.bus.last_id()
+            while not self._stop.is_set():
+                for entry_id, event in self.bus.read(after=cursor, count=500, block_ms=200):
+                    cursor = entry_id
+                    self._on_event(event)
+        except (redis.RedisError, OSError):
+            return  # no progress display without Redis; the run itself goes on
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.enabled and self.units:
+            self._draw(force=True)
+            self.out.write("\n" if self._tty else "")
+            self.out.flush()
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        if event.get("trace_id") != self.trace_id or event.get("kind") != "progress":
+            return
+        unit = str(event.get("unit", "items"))
+        first = self.units.get(unit, (0, 0, time.monotonic()))[2]
+        self.units[unit] = (int(event.get("done", 0)), int(event.get("total", 0)), first)
+        self._draw()
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self._last_draw < (0.1 if self._tty else 2)):
+            return
+        self._last_draw = now
+        line = "  ".join(render_unit(u, *v, now=now) for u, v in self.units.items())
+        self.out.write(("\r\x1b[2K" + line) if self._tty else line + "\n")
+        self.out.flush()
+
+
+def render_unit(unit: str, done: int, total: int, first: float, *, now: float) -> str:
+    """``chunks 1200/3400 [#####.....] 850/s ETA 3s``"""
+    width = 20
+    filled = int(width * done / total) if total else width
+    elapsed = max(now - first, 1e-6)
+    rate = done / elapsed
+    eta = f"ETA {int((total - done) / rate)}s" if rate > 0 and done < total else ""
+    bar = "#" * filled + "." * (width - filled)
+    return f"{unit} {done}/{total} [{bar}] {rate:,.0f}/s {eta}".rstrip()
