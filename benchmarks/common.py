@@ -80,7 +80,7 @@ def codeflow_home(prefix: str) -> Iterator[Path]:
     os.environ["CODEFLOW_HOME"] = str(work / "home")
     from config import load_settings
     from config.prefect_env import apply_prefect_environment
-    from tasks.redis_io.connections import EmbeddedRedis
+    from tasks.redis_io.embedded import EmbeddedRedis
 
     apply_prefect_environment(load_settings())
     try:

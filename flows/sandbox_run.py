@@ -13,7 +13,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from config import load_settings
-from tasks.events.bus import make_event
+from tasks.events.model import make_event
 from tasks.pipeline.hooks import FLOW_HOOKS
 from tasks.pipeline.sandbox_tasks import cached_result, execute, pre_validate, record
 from tasks.sandbox.docker_runtime import DockerRuntime

@@ -32,7 +32,7 @@ from config import Settings, load_settings, with_backends
 from tasks.embedding.local_embedder import Embedder
 from tasks.embedding.usage import EmbeddingUsage, usage_of
 from tasks.errors import ConfigError
-from tasks.events.bus import make_event
+from tasks.events.model import make_event
 from tasks.index.changes import Changes
 from tasks.index.manifests import IndexManifest, namespace_for
 from tasks.index.plans import LoadResult, batched, next_manifest, stale_ids

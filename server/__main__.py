@@ -9,7 +9,7 @@ import logging
 from config import load_settings
 from config.native import quiet_blas_threads
 from server.main import serve
-from tasks.events.bus import STREAM
+from tasks.redis_io.formats import STREAM
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import redis.asyncio as aioredis
 import tornado.httputil
 import tornado.web
 
@@ -38,13 +37,12 @@ from server.hub import Hub
 from server.metrics import ServerMetrics
 from server.protocol import CloseCode
 from server.session import Limits, Session
-from tasks.events.bus import STREAM
+from tasks.redis_io import aio
+from tasks.redis_io.formats import STREAM
 
 MAX_FRAME_BYTES = 64 * 1024
 PING_INTERVAL_S = 25.0
 PING_TIMEOUT_S = 20.0  # Tornado wants it no longer than the interval
-REDIS_POOL = 32
-POOL_WAIT_S = 10.0
 
 
 class AllowedOrigins:
@@ -77,8 +75,8 @@ class ServerContext:
     secret: bytes
     origins: AllowedOrigins
     limits: Limits
-    client: aioredis.Redis
-    reader: aioredis.Redis
+    client: aio.Client
+    reader: aio.Client
     redis_timeout_s: float
     settings: Settings
     searches: ThreadPoolExecutor = field(
@@ -151,18 +149,8 @@ def make_app(
     """The realtime application for ``settings``, reading events from ``stream`` at
     ``redis_url``. ``secret`` defaults to :func:`server.auth.token_secret`."""
     timeout = max(settings.redis_timeout_s, 1.0)
-    # A bounded pool that waits for a free connection: a reconnect storm of thousands of
-    # replays queues for REDIS_POOL connections instead of opening one each (and failing).
-    pool = aioredis.BlockingConnectionPool.from_url(
-        redis_url,
-        max_connections=REDIS_POOL,
-        timeout=POOL_WAIT_S,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-    )
-    client = aioredis.Redis(connection_pool=pool)
-    # The reader blocks in XREAD for up to 2 s; its timeout only catches a silent network.
-    reader = aioredis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=timeout)
+    client = aio.pooled_client(redis_url, timeout)
+    reader = aio.stream_reader(redis_url, timeout)
     metrics = ServerMetrics()
     context = ServerContext(
         hub=Hub(client, reader, stream, metrics),

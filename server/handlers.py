@@ -21,12 +21,11 @@ import tornado.iostream
 import tornado.web
 import tornado.websocket
 from prometheus_client import CONTENT_TYPE_LATEST
-from redis.exceptions import RedisError
 
 from server.auth import Grant, TokenError, verify_token
-from server.metrics import read_cache_stats
 from server.session import Session, TransportClosed
-from tasks.errors import CodeflowError, ConfigError, RepositoryError
+from tasks.errors import CodeflowError, ConfigError, RedisUnavailable, RepositoryError
+from tasks.redis_io import aio
 
 if TYPE_CHECKING:
     from server.app import ServerContext
@@ -151,9 +150,9 @@ class HealthHandler(_PlainHandler):
 class ReadyHandler(_PlainHandler):
     async def get(self) -> None:
         try:
-            await asyncio.wait_for(self.context.client.ping(), self.context.redis_timeout_s)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self.write_json(503, {"status": "unavailable", "redis": str(exc) or "timeout"})
+            await aio.ping(self.context.client, self.context.redis_timeout_s)
+        except RedisUnavailable as exc:
+            self.write_json(503, {"status": "unavailable", "redis": str(exc)})
             return
         self.write_json(200, {"status": "ready"})
 
@@ -161,11 +160,11 @@ class ReadyHandler(_PlainHandler):
 class MetricsHandler(_PlainHandler):
     async def get(self) -> None:
         try:
-            stats = await asyncio.wait_for(
-                read_cache_stats(self.context.client), self.context.redis_timeout_s * 4
+            stats = await aio.read_cache_stats(
+                self.context.client, self.context.redis_timeout_s * 4
             )
             self.context.metrics.update_cache(stats)
-        except (RedisError, OSError, TimeoutError):
+        except RedisUnavailable:
             pass  # the gauges keep their last values; /readyz tells that Redis is gone
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(self.context.metrics.render())
@@ -179,10 +178,10 @@ class CacheStatsHandler(_PlainHandler):
             self.write_json(401, {"error": "a valid token is required"})
             return
         try:
-            stats = await asyncio.wait_for(
-                read_cache_stats(self.context.client), self.context.redis_timeout_s * 4
+            stats = await aio.read_cache_stats(
+                self.context.client, self.context.redis_timeout_s * 4
             )
-        except (RedisError, OSError, TimeoutError):
+        except RedisUnavailable:
             self.write_json(503, {"error": "Redis unreachable"})
             return
         self.write_json(200, {"ts": time.time(), "namespaces": stats})

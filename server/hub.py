@@ -3,7 +3,7 @@
 Every server process runs one :class:`Hub`, which follows the whole stream with ``XREAD
 BLOCK`` from the newest entry it has seen. That is the horizontal scaling: processes share
 nothing but Redis, and each sees every event. For each entry the hub decodes the event once,
-works out its rooms (:func:`tasks.events.bus.rooms_for`) and, per room with listeners, builds
+works out its rooms (:func:`tasks.events.model.rooms_for`) and, per room with listeners, builds
 the complete WebSocket frame once and hands the same bytes to every session in the room.
 
 If Redis goes away the reader retries with backoff from its last ID, so nothing published
@@ -18,10 +18,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from server.metrics import ServerMetrics
 from server.protocol import (
     StreamId,
@@ -30,9 +26,11 @@ from server.protocol import (
     parse_stream_id,
     wire_frame,
 )
-from server.session import Entry, Session
+from server.session import Session
 from tasks.errors import RedisUnavailable
-from tasks.events.bus import rooms_for
+from tasks.events.model import rooms_for
+from tasks.redis_io import aio
+from tasks.redis_io.formats import Entry
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +42,8 @@ class Hub:
 
     def __init__(
         self,
-        client: aioredis.Redis,
-        reader: aioredis.Redis,
+        client: aio.Client,
+        reader: aio.Client,
         stream: str,
         metrics: ServerMetrics,
         *,
@@ -95,11 +93,7 @@ class Hub:
 
     async def read_after(self, after: str, count: int) -> list[Entry]:
         """Stream entries strictly after ``after`` (for replay); raises RedisUnavailable."""
-        try:
-            reply: Any = await self._client.xrange(self.stream, min=f"({after}", count=count)
-        except (RedisError, OSError) as exc:
-            raise RedisUnavailable(f"cannot read the event stream: {exc}") from exc
-        return [_entry(raw_id, fields) for raw_id, fields in reply]
+        return await aio.entries_after(self._client, self.stream, after, count)
 
     # ---- the reader --------------------------------------------------------------------
 
@@ -108,29 +102,23 @@ class Hub:
         while True:
             try:
                 if self._cursor is None:
-                    self._cursor = await self._newest_id()
+                    self._cursor = await aio.newest_id(self._reader, self.stream)
                     self.ready.set()
-                reply: Any = await self._reader.xread(
-                    {self.stream: self._cursor}, count=self._batch, block=self._block_ms
+                entries = await aio.next_entries(
+                    self._reader, self.stream, self._cursor, self._batch, self._block_ms
                 )
-            except (RedisError, OSError) as exc:
+            except RedisUnavailable as exc:
                 log.warning("event stream unreachable (%s); retrying in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
                 continue
             backoff = 0.1
-            for _, entries in reply or []:
-                self.dispatch(entries)
+            self.dispatch(entries)
 
-    async def _newest_id(self) -> str:
-        newest: Any = await self._reader.xrevrange(self.stream, count=1)
-        return _text(newest[0][0]) if newest else "0-0"
-
-    def dispatch(self, entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    def dispatch(self, entries: Sequence[Entry]) -> None:
         """Fan stream entries out to the sessions of their rooms (synchronous: no await, so a
         session's replay handover sees a consistent cursor)."""
-        for raw_id, fields in entries:
-            entry_id, raw, event = _entry(raw_id, fields)
+        for entry_id, raw, event in entries:
             self._cursor = entry_id
             self._metrics.events_read.inc()
             if event:
@@ -148,17 +136,3 @@ class Hub:
             ts = event.get("ts")
             for session in tuple(members):
                 session.deliver(room, stream_id, frame, ts, key)
-
-
-def _entry(raw_id: bytes | str, fields: dict[bytes, bytes]) -> Entry:
-    """Decode one entry; a malformed one keeps its ID (cursors must pass it) but no event."""
-    raw = fields.get(b"e", b"")
-    try:
-        event = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        event = None
-    return (_text(raw_id), raw, event) if isinstance(event, dict) else (_text(raw_id), b"", {})
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

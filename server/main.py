@@ -24,8 +24,8 @@ import tornado.netutil
 from config import Settings
 from server.app import RealtimeApp, make_app
 from server.auth import issue_token, token_secret
-from tasks.events.bus import STREAM
 from tasks.redis_io.connections import redis_url_for
+from tasks.redis_io.formats import STREAM
 
 log = logging.getLogger(__name__)
 

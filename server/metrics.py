@@ -1,8 +1,7 @@
 """Prometheus metrics of one app (its own registry, so several apps share a process) and the
 cache statistics the dashboard charts.
 
-Cache statistics are the hashes ``cf:{<namespace>}:s`` (fields ``hits``, ``misses``, ``sets``)
-that :mod:`tasks.cache.redis_cache` keeps; they are read on demand with SCAN (never KEYS).
+Cache statistics are read on demand by :func:`tasks.redis_io.aio.read_cache_stats`.
 """
 
 from __future__ import annotations
@@ -10,17 +9,13 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import Any
 
-import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-_STATS_PATTERN = "cf:{*}:s"
-_MAX_NAMESPACES = 200
 
 CacheStats = dict[str, dict[str, float]]
 
@@ -103,41 +98,3 @@ class ServerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-async def read_cache_stats(client: aioredis.Redis) -> CacheStats:
-    """``{namespace: {hits, misses, sets, hit_rate}}`` for every namespace with statistics."""
-    keys: list[bytes] = []
-    async for key in client.scan_iter(match=_STATS_PATTERN, count=500):
-        keys.append(key)
-        if len(keys) >= _MAX_NAMESPACES:
-            break
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.hgetall(key)
-    replies: list[Any] = await pipe.execute() if keys else []
-    return {_namespace(key): _stats(reply) for key, reply in zip(keys, replies, strict=True)}
-
-
-def _namespace(key: bytes) -> str:
-    text = key.decode(errors="replace")
-    return text[text.find("{") + 1 : text.rfind("}")]
-
-
-def _stats(reply: dict[bytes, bytes]) -> dict[str, float]:
-    values = {k.decode(): _number(v) for k, v in reply.items()}
-    hits, misses = values.get("hits", 0.0), values.get("misses", 0.0)
-    looked = hits + misses
-    return {
-        "hits": hits,
-        "misses": misses,
-        "sets": values.get("sets", 0.0),
-        "hit_rate": hits / looked if looked else 0.0,
-    }
-
-
-def _number(value: bytes) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        return 0.0

@@ -47,11 +47,10 @@ from server.protocol import (
     wire_frame,
 )
 from tasks.errors import CodeflowError, RedisUnavailable
-from tasks.events.bus import rooms_for
+from tasks.events.model import rooms_for
+from tasks.redis_io.formats import Entry
 
 log = logging.getLogger(__name__)
-
-Entry = tuple[str, bytes, dict[str, object]]  # stream id, event JSON, decoded event
 
 
 class TransportClosed(CodeflowError):

@@ -13,7 +13,7 @@ from config import Settings
 from tasks.cache.redis_cache import RedisCache
 from tasks.events.bus import EventBus
 from tasks.index.manifests import ManifestStore
-from tasks.redis_io.connections import connect, redis_url_for
+from tasks.redis_io.connections import connect, redis_url_for, with_db
 
 if TYPE_CHECKING:
     from tasks.cache.embedding_cache import EmbeddingCache
@@ -116,15 +116,3 @@ def runtime(settings: Settings) -> Runtime:
         # One set of manifests per kind of vector store: each holds its own vectors.
         manifests=ManifestStore(settings.home / "manifests" / settings.store),
     )
-
-
-def with_db(url: str, db: int) -> str:
-    """``url`` pointing at database ``db`` (unix:// URLs carry it as ``?db=``)."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        query = dict(parse_qsl(parts.query))
-        query["db"] = str(db)
-        return f"unix://{parts.path}?{urlencode(query)}"
-    return urlunsplit(parts._replace(path=f"/{db}"))

@@ -41,7 +41,8 @@ import psutil
 import redis
 import redis.asyncio as aioredis
 
-from tasks.events.bus import STREAM, Event, encode_event, make_event
+from tasks.events.model import Event, make_event
+from tasks.redis_io.formats import STREAM, stream_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -190,7 +191,7 @@ class CodeflowTarget(Target):
     async def publish(self, end: bool = False) -> str:
         event = self.next_event(end)
         entry_id = await self.client.xadd(
-            STREAM, {"e": encode_event(event)}, maxlen=100_000, approximate=True
+            STREAM, stream_fields(event), maxlen=100_000, approximate=True
         )
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 

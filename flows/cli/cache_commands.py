@@ -11,8 +11,14 @@ import redis
 from config import Settings
 from tasks.cache.invalidation import Invalidator
 from tasks.cache.redis_cache import RedisCache
-from tasks.events.bus import EventBus, make_event
-from tasks.redis_io.connections import connect, redis_url_for
+from tasks.events.bus import EventBus
+from tasks.events.model import make_event
+from tasks.redis_io.connections import (
+    cache_namespaces,
+    connect,
+    read_cache_stats,
+    redis_url_for,
+)
 from tasks.redis_io.formats import validate_namespace, validate_part, validate_pattern
 
 
@@ -38,23 +44,10 @@ def _client(settings: Settings) -> redis.Redis:
     return connect(redis_url_for(settings), timeout_s=max(settings.redis_timeout_s, 2.0))
 
 
-def namespaces(client: redis.Redis) -> list[str]:
-    """Namespaces that have been used (each keeps a statistics hash)."""
-    found = {key.decode()[4:-3] for key in client.scan_iter(match="cf:{*}:s", count=1000)}
-    return sorted(found)
-
-
 def collect_stats(client: redis.Redis) -> dict[str, Any]:
-    per_ns: dict[str, dict[str, float]] = {}
-    for ns in namespaces(client):
-        raw: dict[bytes, bytes] = client.hgetall(f"cf:{{{ns}}}:s")  # type: ignore[assignment]
-        row: dict[str, float] = {k.decode(): int(v) for k, v in raw.items()}
-        looked = row.get("hits", 0) + row.get("misses", 0)
-        row["hit_rate"] = round(row.get("hits", 0) / looked, 4) if looked else 0.0
-        per_ns[ns] = row
     info = client.info("memory")
     return {
-        "namespaces": per_ns,
+        "namespaces": read_cache_stats(client),
         "redis": {"keys": client.dbsize(), "used_memory": info["used_memory"]},
     }
 
@@ -82,7 +75,7 @@ def invalidate(args: argparse.Namespace, settings: Settings) -> int:
     _validate(args)
     client = _client(settings)
     bus = EventBus(client, maxlen=settings.events_maxlen)
-    targets = [args.namespace] if args.namespace else namespaces(client)
+    targets = [args.namespace] if args.namespace else cache_namespaces(client)
     counts = {}
     for ns in targets:
         cache = RedisCache(client, ns, ttl_s=settings.cache_ttl_seconds)

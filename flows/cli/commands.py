@@ -77,11 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         return fail(f"{exc}: is the Prefect server at PREFECT_API_URL running?")
     except Exception as exc:
-        import redis
+        from tasks.redis_io.outage import as_unavailable
 
-        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-            return fail(f"cannot reach Redis ({exc}); start it, fix REDIS_URL, or unset it")
-        raise
+        outage = as_unavailable(exc)
+        if outage is None:
+            raise
+        return fail(str(outage))
 
 
 def quiet_redis_outages() -> None:

@@ -8,8 +8,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-import redis
-
+from tasks.errors import RedisUnavailable
 from tasks.events.bus import EventBus
 
 
@@ -33,7 +32,7 @@ class ProgressView:
                 for entry_id, event in self.bus.read(after=cursor, count=500, block_ms=200):
                     cursor = entry_id
                     self._on_event(event)
-        except (redis.RedisError, OSError):
+        except RedisUnavailable:
             return  # no progress display without Redis; the run itself goes on
 
     def stop(self) -> None:

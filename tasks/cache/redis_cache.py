@@ -24,21 +24,24 @@ from typing import Any, Protocol, TypeVar
 
 import redis
 
-from tasks.cache import lua_scripts as cache_scripts
+from tasks.cache import lua_scripts
 from tasks.redis_io.formats import (
     JSONValue,
+    cache_stats,
     decode_value,
     encode_value,
+    hit_rate,
     key_name,
     prefix,
+    stats_key,
     validate_namespace,
     validate_part,
 )
+from tasks.redis_io.outage import OUTAGE_ERRORS
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 _MISSING = object()
 # Untagged batches at least this large skip Lua (MSET + EXPIRE_MANY): 1.5x faster from ~64
 # values on; below, the transaction's extra commands cost more than Lua does.
@@ -79,11 +82,11 @@ class RedisCache:
         self._retry_at = 0.0
         self._guard_lock = threading.Lock()
         self._flights: dict[str, threading.Lock] = {}
-        self._get_many = client.register_script(cache_scripts.GET_MANY)
-        self._set_many = client.register_script(cache_scripts.SET_MANY)
-        self._expire_many = client.register_script(cache_scripts.EXPIRE_MANY)
-        self._bump = client.register_script(cache_scripts.BUMP)
-        self._release = client.register_script(cache_scripts.RELEASE_LOCK)
+        self._get_many = client.register_script(lua_scripts.GET_MANY)
+        self._set_many = client.register_script(lua_scripts.SET_MANY)
+        self._expire_many = client.register_script(lua_scripts.EXPIRE_MANY)
+        self._bump = client.register_script(lua_scripts.BUMP)
+        self._release = client.register_script(lua_scripts.RELEASE_LOCK)
 
     # --- reads and writes -------------------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:
@@ -252,7 +255,7 @@ class RedisCache:
             return None
         try:
             result = operation()
-        except _OUTAGE_ERRORS as exc:
+        except OUTAGE_ERRORS as exc:
             self._note_outage(exc)
             return None
         if self._retry_at:
@@ -272,10 +275,9 @@ class RedisCache:
     def stats(self) -> dict[str, float]:
         """This process's counters plus the namespace's shared ones (``shared_*``)."""
         local: dict[str, float] = dict(self.counters)
-        shared = self._guarded(lambda: self.client.hgetall(self.prefix + "s")) or {}
-        for field, value in shared.items():
-            name = field.decode() if isinstance(field, bytes) else str(field)
-            local["shared_" + name] = int(value)
-        looked = local.get("hits", 0) + local.get("misses", 0)
-        local["hit_rate"] = local.get("hits", 0) / looked if looked else 0.0
+        shared = self._guarded(lambda: self.client.hgetall(stats_key(self.namespace))) or {}
+        for name, value in cache_stats(shared).items():
+            if name != "hit_rate":
+                local["shared_" + name] = value
+        local["hit_rate"] = hit_rate(local.get("hits", 0), local.get("misses", 0))
         return local

@@ -26,7 +26,7 @@ from typing import Any
 
 from prefect_redis.locking import RedisLockManager
 
-from tasks.redis_io.outage import REDIS_DOWN
+from tasks.redis_io.outage import OUTAGE_ERRORS
 
 LOCK_HOLD_S = 600.0  # a batch of 8,192 chunks embeds locally in ~1 s, via OpenAI in ~1 min
 LOCK_WAIT_S = 60.0  # how long a batch waits for another agent's lock before going on
@@ -65,7 +65,7 @@ class BatchLockManager(RedisLockManager):  # type: ignore[misc]  # prefect-redis
         wait, hold = self._limits(acquire_timeout, hold_timeout)
         try:
             acquired = super().acquire_lock(key, holder, wait, hold)
-        except REDIS_DOWN as exc:
+        except OUTAGE_ERRORS as exc:
             return self._let_through(key, holder, outage=exc)
         return self._answer(key, holder, bool(acquired), limited=acquire_timeout is not None)
 
@@ -79,7 +79,7 @@ class BatchLockManager(RedisLockManager):  # type: ignore[misc]  # prefect-redis
         wait, hold = self._limits(acquire_timeout, hold_timeout)
         try:
             acquired = await super().aacquire_lock(key, holder, wait, hold)
-        except REDIS_DOWN as exc:
+        except OUTAGE_ERRORS as exc:
             return self._let_through(key, holder, outage=exc)
         return self._answer(key, holder, bool(acquired), limited=acquire_timeout is not None)
 
@@ -90,7 +90,7 @@ class BatchLockManager(RedisLockManager):  # type: ignore[misc]  # prefect-redis
                 return
         try:
             super().release_lock(key, holder)
-        except REDIS_DOWN as exc:  # the lock expires by itself after hold_s
+        except OUTAGE_ERRORS as exc:  # the lock expires by itself after hold_s
             self._note_outage(exc)
 
     def is_lock_holder(self, key: str, holder: str) -> bool:
@@ -102,7 +102,7 @@ class BatchLockManager(RedisLockManager):  # type: ignore[misc]  # prefect-redis
     def is_locked(self, key: str) -> bool:
         try:
             return bool(super().is_locked(key))
-        except REDIS_DOWN as exc:
+        except OUTAGE_ERRORS as exc:
             self._note_outage(exc)
             return False
 
@@ -111,14 +111,14 @@ class BatchLockManager(RedisLockManager):  # type: ignore[misc]  # prefect-redis
         True either way, as :meth:`acquire_lock` goes on after that long too."""
         try:
             super().wait_for_lock(key, self.wait_s if timeout is None else timeout)
-        except REDIS_DOWN as exc:
+        except OUTAGE_ERRORS as exc:
             self._note_outage(exc)
         return True
 
     async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
         try:
             await super().await_for_lock(key, self.wait_s if timeout is None else timeout)
-        except REDIS_DOWN as exc:
+        except OUTAGE_ERRORS as exc:
             self._note_outage(exc)
         return True
 

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from config import load_settings
-from tasks.events.bus import make_event
+from tasks.events.model import make_event
 from tasks.services import runtime
 
 log = logging.getLogger(__name__)

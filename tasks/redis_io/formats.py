@@ -1,8 +1,12 @@
-"""Cache key building, validation and value encoding: pure logic, no Redis.
+"""What codeflow keeps in Redis, as pure functions: key and value formats of the cache,
+its statistics hashes, and the entries of the event stream. No Redis client here; the sync
+and asyncio siblings (:mod:`~tasks.redis_io.connections`, :mod:`~tasks.redis_io.aio`) share
+these.
 
-Every Redis key codeflow's cache writes has the shape ``cf:{<namespace>}:<kind>:<part>``.
-The braces are a Redis Cluster hash tag, so all keys of one namespace live in one slot and
-the cache's Lua scripts stay cluster-safe. ``<kind>`` is one letter:
+**Cache keys.** Every Redis key codeflow's cache writes has the shape
+``cf:{<namespace>}:<kind>:<part>``. The braces are a Redis Cluster hash tag, so all keys
+of one namespace live in one slot and the cache's Lua scripts stay cluster-safe.
+``<kind>`` is one letter:
 
     k  a cached value                    g  a tag's generation counter
     d  a key's direct dependencies       s  the namespace's hit/miss statistics
@@ -11,6 +15,12 @@ the cache's Lua scripts stay cluster-safe. ``<kind>`` is one letter:
 A stored value is ``<header>\\n<json>``; the header lists the generation of every tag and
 dependency the value was computed under (``t:<tag> <gen> d:<key> <gen> ...``), so an
 invalidation is one INCR and a stale value is recognised on read.
+
+**Statistics.** ``cf:{<namespace>}:s`` is a hash of counters (``hits``, ``misses``,
+``sets``, ``invalidations``) shared by every process; :func:`cache_stats` reads one.
+
+**Event stream.** ``codeflow:events`` is a capped stream whose entries have one field,
+``e``: the event as JSON (:func:`stream_fields`, :func:`decode_entry`).
 
 >>> key_name("embeddings", "k", "abc")
 'cf:{embeddings}:k:abc'
@@ -21,6 +31,7 @@ invalidation is one INCR and a stale value is recognised on read.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -115,3 +126,72 @@ def dependency_tag(key: str) -> str:
 
 def tag_tag(tag: str) -> str:
     return f"t:{tag}"
+
+
+# --- statistics -----------------------------------------------------------------------------
+STATS_KIND = "s"
+#: SCAN pattern of every namespace's statistics hash.
+STATS_PATTERN = "cf:{*}:" + STATS_KIND
+STAT_COUNTERS = ("hits", "misses", "sets")  # always present; others when counted
+
+
+def stats_key(namespace: str) -> str:
+    return prefix(namespace) + STATS_KIND
+
+
+def namespace_of(key: bytes | str) -> str:
+    """The namespace of a key such as ``cf:{search}:s``."""
+    text = key.decode(errors="replace") if isinstance(key, bytes) else key
+    return text[text.find("{") + 1 : text.rfind("}")]
+
+
+def hit_rate(hits: float, misses: float) -> float:
+    """Hits per lookup, 0 when nothing was looked up."""
+    looked = hits + misses
+    return round(hits / looked, 4) if looked else 0.0
+
+
+def cache_stats(raw: Mapping[Any, Any]) -> dict[str, float]:
+    """A statistics hash as numbers (unknown or malformed counters count 0), with
+    ``hit_rate``."""
+    values = {_text(k): _number(v) for k, v in raw.items()}
+    row = {name: values.get(name, 0) for name in STAT_COUNTERS}
+    row.update((k, v) for k, v in values.items() if k not in row)
+    row["hit_rate"] = hit_rate(row["hits"], row["misses"])
+    return row
+
+
+def _number(value: Any) -> int | float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0
+    return int(number) if number.is_integer() else number
+
+
+# --- the event stream -----------------------------------------------------------------------
+STREAM = "codeflow:events"
+#: One stream entry as read: its ID, the event's raw JSON and the decoded event (``{}`` for a
+#: malformed entry, whose ID cursors must still pass).
+Entry = tuple[str, bytes, dict[str, Any]]
+
+
+def stream_fields(event: Mapping[str, Any]) -> dict[Any, Any]:
+    """The fields of the stream entry that carries ``event``."""
+    return {"e": orjson.dumps(event)}
+
+
+def decode_entry(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> Entry:
+    """Decode one stream entry; a malformed one keeps its ID but no event."""
+    raw = fields.get(b"e", b"")
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        event = None
+    if not isinstance(event, dict):
+        return _text(entry_id), b"", {}
+    return _text(entry_id), raw, event
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

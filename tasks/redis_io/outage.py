@@ -1,17 +1,44 @@
-"""Redis being unreachable, as the exceptions that say so and as log lines.
+"""Redis being unreachable: the one list of exceptions that say so, and what codeflow makes
+of them (a :class:`~tasks.errors.RedisUnavailable`, or one log line instead of a traceback).
 
-Kept apart from :mod:`tasks.pipeline.batch_locks` (which needs prefect-redis, hence Prefect) so that
-the command line can install :class:`RedisOutageLogs` before anything imports Prefect.
+Every Redis call that may meet an outage catches :data:`OUTAGE_ERRORS`; nothing outside this
+package names a Redis exception. This module imports only ``redis``, so the command line can
+install :class:`RedisOutageLogs` before anything imports Prefect.
 """
 
 from __future__ import annotations
 
 import logging
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+import redis
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+from tasks.errors import RedisUnavailable
+
+#: What a Redis call raises when the server cannot be reached or does not answer in time:
+#: redis-py's own errors, and ``OSError`` from the socket layer below them.
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
+_REDIS_OWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+def outage_cause(exc: BaseException | None) -> BaseException | None:
+    """``exc`` or the exception it was raised from, if that is redis-py reporting an outage
+    (a bare ``OSError`` in a cause chain may be anything, so only redis-py's count here)."""
+    seen = 0
+    while exc is not None and seen < 10:  # a cause chain is short; never loop on a cycle
+        if isinstance(exc, (_REDIS_OWN, RedisUnavailable)):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def as_unavailable(exc: BaseException) -> RedisUnavailable | None:
+    """The :class:`RedisUnavailable` that ``exc`` amounts to, or ``None`` if it is no outage."""
+    cause = outage_cause(exc)
+    if cause is None:
+        return None
+    if isinstance(cause, RedisUnavailable):
+        return cause
+    return RedisUnavailable(f"cannot reach Redis ({cause}); start it, fix REDIS_URL, or unset it")
 
 
 class RedisOutageLogs(logging.Filter):
@@ -21,19 +48,9 @@ class RedisOutageLogs(logging.Filter):
     this filter so that an outage reads as what it is."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        exc = _redis_outage(record.exc_info[1] if record.exc_info else None)
+        exc = outage_cause(record.exc_info[1] if record.exc_info else None)
         if exc is not None:
             record.msg = f"{record.getMessage()} (Redis unreachable: {exc}); the run goes on"
             record.args, record.exc_info, record.exc_text = None, None, None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
-
-
-def _redis_outage(exc: BaseException | None) -> BaseException | None:
-    """``exc`` or the exception it was raised from, if that is a Redis outage."""
-    seen = 0
-    while exc is not None and seen < 10:  # a cause chain is short; never loop on a cycle
-        if isinstance(exc, REDIS_DOWN):
-            return exc
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return None

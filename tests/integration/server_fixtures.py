@@ -32,7 +32,8 @@ from config import Settings, load_settings
 from server.app import RealtimeApp, make_app
 from server.auth import issue_token
 from server.session import Limits
-from tasks.events.bus import encode_event, make_event
+from tasks.events.model import make_event
+from tasks.redis_io.formats import stream_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"integration-test-secret-0123456789abcdef"
@@ -144,9 +145,7 @@ class Publisher:
         self.stream = stream
 
     async def publish(self, kind: str, **fields: Any) -> str:
-        entry_id = await self.client.xadd(
-            self.stream, {"e": encode_event(make_event(kind, **fields))}
-        )
+        entry_id = await self.client.xadd(self.stream, stream_fields(make_event(kind, **fields)))
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     async def state(self, run: str, state: str, **fields: Any) -> str:

@@ -11,7 +11,7 @@ import pytest
 
 import flows.vectorize
 import tasks.pipeline.vectorize_tasks
-from tasks.events.bus import STREAM
+from tasks.redis_io.formats import STREAM
 from tests.git_support import make_repo
 from tests.integration.server_fixtures import ServerProcess
 from tests.integration.test_server_browser import ARGS, ARTIFACTS, CHROMIUM

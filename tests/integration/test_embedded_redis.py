@@ -12,11 +12,13 @@ import redis
 
 from config import load_settings
 from tasks.cache.redis_cache import RedisCache
-from tasks.redis_io.connections import EmbeddedRedis, connect, redis_url_for
+from tasks.redis_io.connections import connect, redis_url_for
+from tasks.redis_io.embedded import EmbeddedRedis
 
 STARTER = """
 import sys
-from tasks.redis_io.connections import EmbeddedRedis, connect
+from tasks.redis_io.connections import connect
+from tasks.redis_io.embedded import EmbeddedRedis
 url = EmbeddedRedis(__import__('pathlib').Path(sys.argv[1])).ensure_running()
 print(connect(url).info('server')['process_id'])
 """

