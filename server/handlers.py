@@ -28,6 +28,7 @@ from tasks.errors import CodeflowError, ConfigError, RedisUnavailable, Repositor
 from tasks.redis_io import aio
 
 if TYPE_CHECKING:
+    from config import Settings
     from server.app import ServerContext
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -202,14 +203,10 @@ class SearchHandler(_PlainHandler):
         if not repo or not limit.isdigit():
             self.write_json(400, {"error": "repo=PATH is required and limit must be a number"})
             return
-        from tasks.search.repository_search import (
-            search_repository,  # LanceDB and the embedder: on use
-        )
-
         ctx, loop = self.context, asyncio.get_running_loop()
         try:
             results = await loop.run_in_executor(
-                ctx.searches, search_repository, ctx.settings, repo, query, int(limit)
+                ctx.searches, _search, ctx.settings, repo, query, int(limit)
             )
         except ConfigError as exc:
             self.write_json(400, {"error": str(exc)})
@@ -227,3 +224,11 @@ class DashboardHandler(_PlainHandler):
             self.set_header(name, value)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish((STATIC_DIR / "index.html").read_bytes())
+
+
+def _search(settings: Settings, repo: str, query: str, limit: int) -> list[dict[str, Any]]:
+    """Search on the server's services (LanceDB and the embedder load on first use)."""
+    from tasks.search.repository_search import search_repository
+    from tasks.services import services_for
+
+    return search_repository(services_for(settings), repo, query, limit)

@@ -9,15 +9,15 @@ libraries are imported only when chosen.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from config import Settings
 from tasks.errors import ConfigError
 
 if TYPE_CHECKING:
-    from tasks.embedding.local_embedder import Embedder
-    from tasks.vectors.lance_store import LanceStore
-    from tasks.vectors.pinecone_store import PineconeStore
+    from tasks.embedding import Embedder
+    from tasks.services import Services
+    from tasks.vectors import IndexStore
 
 
 def embedding_dimensions(settings: Settings) -> int:
@@ -53,7 +53,7 @@ def build_embedder(settings: Settings) -> Embedder:
     return LocalEmbedder(dimensions=settings.embedding_dimensions)
 
 
-def build_store(settings: Settings) -> LanceStore | PineconeStore:
+def build_store(settings: Settings) -> IndexStore:
     dimensions = embedding_dimensions(settings)
     if settings.store == "pinecone":
         from tasks.vectors.pinecone_store import PineconeStore
@@ -75,15 +75,7 @@ def build_store(settings: Settings) -> LanceStore | PineconeStore:
     return LanceStore(settings.home / "lancedb", dimensions)
 
 
-class _HasBackends(Protocol):
-    @property
-    def embedder(self) -> Embedder: ...
-
-    @property
-    def store(self) -> LanceStore | PineconeStore: ...
-
-
-def check_backends(rt: _HasBackends) -> None:
+def check_backends(rt: Services) -> None:
     """Build the run's embedder and store now (they are cached on ``rt``), so that a missing
     key, an unknown model or a dimension mismatch fails in one line before a flow starts."""
     if rt.embedder.dimensions != rt.store.dimensions:

@@ -1,26 +1,34 @@
-"""The objects a flow run works with, built from Settings inside the run (never passed as
-flow parameters: clients can't be serialised or hashed). One per process and Settings."""
+"""The services a run works with, built from Settings inside the run (never passed as flow
+parameters: clients can't be serialised or hashed). One per process and Settings.
+
+Every service is typed by the Protocol it implements (:class:`~tasks.cache.Cache`,
+:class:`~tasks.events.EventLog`, :class:`~tasks.vectors.IndexStore`,
+:class:`~tasks.embedding.Embedder`, :class:`~tasks.sandbox.SandboxRuntime`), so the same
+code runs on Redis, LanceDB and Docker (:func:`services_for`) or on their in-memory twins
+(:func:`in_memory_services`, for unit tests).
+"""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-import redis
-
 from config import Settings
-from tasks.cache.redis_cache import RedisCache
-from tasks.events.bus import EventBus
+from tasks.cache import Cache
+from tasks.events import EventLog
 from tasks.index.manifests import ManifestStore
-from tasks.redis_io.connections import connect, redis_url_for, with_db
 
 if TYPE_CHECKING:
+    import redis
+
     from tasks.cache.embedding_cache import EmbeddingCache
+    from tasks.embedding import Embedder
     from tasks.embedding.cpu_workers import WorkerPool
-    from tasks.embedding.local_embedder import Embedder
-    from tasks.vectors.lance_store import LanceStore
-    from tasks.vectors.pinecone_store import PineconeStore
+    from tasks.sandbox import SandboxRuntime
+    from tasks.vectors import IndexStore
 
 RESULTS_DB = 1  # Prefect task results get their own Redis database index
 # The embedding cache moves megabytes per call (8,192 vectors of 1 KB): on two busy cores a
@@ -31,31 +39,38 @@ BULK_TIMEOUT_S = 10.0
 
 
 @dataclass
-class Runtime:
+class Services:
+    """A run's caches, bus and manifests, and its embedder, store and sandbox (built on
+    first use: loading a model or opening LanceDB costs seconds that many commands skip)."""
+
     settings: Settings
-    redis: redis.Redis
-    bus: EventBus
-    search_cache: RedisCache
-    sandbox_cache: RedisCache
-    embedding_store: RedisCache
+    bus: EventLog
+    search_cache: Cache
+    sandbox_cache: Cache
+    embedding_store: Cache
     manifests: ManifestStore
+    make_embedder: Callable[[], Embedder]
+    make_store: Callable[[], IndexStore]
+    make_sandbox: Callable[[], SandboxRuntime]
+    #: Where Prefect keeps task results (Redis database ``RESULTS_DB``); ``None``: nowhere.
+    results_url: str | None = None
 
     @functools.cached_property
     def embedder(self) -> Embedder:
-        from tasks.backends import build_embedder
-
-        return build_embedder(self.settings)
+        return self.make_embedder()
 
     @functools.cached_property
-    def store(self) -> LanceStore | PineconeStore:
-        from tasks.backends import build_store
+    def store(self) -> IndexStore:
+        return self.make_store()
 
-        return build_store(self.settings)
+    @functools.cached_property
+    def sandbox(self) -> SandboxRuntime:
+        return self.make_sandbox()
 
     @functools.cached_property
     def embedder_identity(self) -> tuple[str, int]:
         """(id, dimensions) of the configured embedder; a local model is not loaded for it."""
-        if self.settings.embedder == "local":
+        if self.settings.embedder == "local" and "embedder" not in vars(self):
             from tasks.embedding.local_embedder import local_embedder_id
 
             dimensions = self.settings.embedding_dimensions
@@ -90,29 +105,80 @@ class Runtime:
             return PooledLocalEmbedder(self.pool, self.settings.embedding_dimensions)
         return self.embedder
 
-    def results_url(self) -> str:
-        """Where Prefect keeps task results: the same server, database ``RESULTS_DB``."""
-        return with_db(redis_url_for(self.settings), RESULTS_DB)
-
 
 @functools.lru_cache(maxsize=8)
-def runtime(settings: Settings) -> Runtime:
+def services_for(settings: Settings) -> Services:
+    """The services ``settings`` describe: Redis (given or embedded), the chosen embedder and
+    vector store, Docker."""
+    from tasks.backends import build_embedder, build_store
+    from tasks.cache.redis_cache import RedisCache
+    from tasks.events.bus import EventBus
+    from tasks.redis_io.connections import connect, redis_url_for, with_db
+    from tasks.sandbox.docker_runtime import DockerRuntime
+
     url = redis_url_for(settings)
     client = connect(url, timeout_s=settings.redis_timeout_s)
     bulk = connect(url, timeout_s=max(settings.redis_timeout_s, BULK_TIMEOUT_S))
-    ttl = settings.cache_ttl_seconds
 
-    def cache(name: str, on: redis.Redis = client) -> RedisCache:
-        namespace = f"{settings.tenant}.{name}" if settings.tenant else name
-        return RedisCache(on, namespace, ttl_s=ttl, retry_after_s=settings.redis_retry_after_s)
+    def cache(name: str, on: redis.Redis) -> RedisCache:
+        return RedisCache(
+            on,
+            _namespace(settings, name),
+            ttl_s=settings.cache_ttl_seconds,
+            retry_after_s=settings.redis_retry_after_s,
+        )
 
-    return Runtime(
+    return Services(
         settings=settings,
-        redis=client,
-        bus=EventBus(client, maxlen=settings.events_maxlen, ttl_s=ttl),
-        search_cache=cache("search"),
-        sandbox_cache=cache("sandbox"),
+        bus=EventBus(client, maxlen=settings.events_maxlen, ttl_s=settings.cache_ttl_seconds),
+        search_cache=cache("search", client),
+        sandbox_cache=cache("sandbox", client),
         embedding_store=cache("embeddings", bulk),
-        # One set of manifests per kind of vector store: each holds its own vectors.
-        manifests=ManifestStore(settings.home / "manifests" / settings.store),
+        manifests=_manifests(settings, settings.home),
+        make_embedder=lambda: build_embedder(settings),
+        make_store=lambda: build_store(settings),
+        make_sandbox=lambda: DockerRuntime(image=settings.sandbox_image),
+        results_url=with_db(url, RESULTS_DB),
     )
+
+
+def in_memory_services(
+    settings: Settings,
+    home: Path,
+    *,
+    embedder: Embedder | None = None,
+    sandbox: SandboxRuntime | None = None,
+) -> Services:
+    """Services on the in-memory twins: :class:`MemoryCache`, :class:`MemoryBus`,
+    :class:`MemoryStore`, :class:`HashingEmbedder` (unless ``embedder`` is given) and
+    :class:`ScriptedRuntime` (unless ``sandbox`` is); manifests under ``home``."""
+    from tasks.cache.memory_cache import MemoryCache
+    from tasks.embedding.hashing_embedder import HashingEmbedder
+    from tasks.events.memory_bus import MemoryBus
+    from tasks.sandbox.scripted_runtime import ScriptedRuntime
+    from tasks.vectors.memory_store import MemoryStore
+
+    chosen = embedder or HashingEmbedder(settings.embedding_dimensions)
+    runtime = sandbox or ScriptedRuntime()
+    services = Services(
+        settings=settings,
+        bus=MemoryBus(),
+        search_cache=MemoryCache(),
+        sandbox_cache=MemoryCache(),
+        embedding_store=MemoryCache(),
+        manifests=_manifests(settings, home),
+        make_embedder=lambda: chosen,
+        make_store=lambda: MemoryStore(chosen.dimensions),
+        make_sandbox=lambda: runtime,
+    )
+    services.embedder  # noqa: B018 - built now, so its identity is the one reported
+    return services
+
+
+def _namespace(settings: Settings, name: str) -> str:
+    return f"{settings.tenant}.{name}" if settings.tenant else name
+
+
+def _manifests(settings: Settings, home: Path) -> ManifestStore:
+    # One set of manifests per kind of vector store: each holds its own vectors.
+    return ManifestStore(home / "manifests" / settings.store)

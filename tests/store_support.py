@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tasks.embedding.local_embedder import Embedder
+from tasks.embedding import Embedder
 from tasks.records import Chunk
-from tasks.search.hybrid import VectorStore
+from tasks.vectors import VectorStore
 
 NS = "github.com/acme/app@main"
 

@@ -131,9 +131,9 @@ def index(repo: Path) -> tuple[dict[str, Any], str]:
     from tasks.backends import check_backends
     from tasks.index.manifests import namespace_for
     from tasks.repo.git_repository import GitRepository
-    from tasks.services import runtime
+    from tasks.services import services_for
 
-    check_backends(runtime(load_settings()))
+    check_backends(services_for(load_settings()))
     summary = vectorize_repository(str(repo))
     with GitRepository.open(str(repo)) as opened:
         namespace = namespace_for(opened.repo_id, opened.branch_label())
@@ -149,10 +149,10 @@ def codeflow_rankers(namespace: str) -> dict[str, Ranker]:
     from config import load_settings
     from tasks.search.hybrid import hybrid_search
     from tasks.search.ranking import rrf_scores
-    from tasks.services import runtime
+    from tasks.services import services_for
     from tasks.tokens.code_tokens import code_tokens, unique_tokens
 
-    rt = runtime(load_settings())
+    rt = services_for(load_settings())
     store, embedder = rt.store, rt.embedder
 
     def vector(q: str, k: int = K) -> list[Any]:
@@ -186,10 +186,10 @@ def codeflow_rankers(namespace: str) -> dict[str, Ranker]:
 def stored_chunks(namespace: str) -> list[dict[str, Any]]:
     """Every row codeflow stored for the namespace, in a stable order."""
     from config import load_settings
-    from tasks.services import runtime
+    from tasks.services import services_for
     from tasks.vectors.lance_store import LanceStore
 
-    store = runtime(load_settings()).store
+    store = services_for(load_settings()).store
     if not isinstance(store, LanceStore):
         raise SystemExit("the quality benchmark reads chunks back from LanceDB (CODEFLOW_STORE)")
     rows = store.rows(namespace, sorted(store.ids(namespace)))

@@ -120,9 +120,10 @@ def lancedb_seconds(work: Path, chunks: list[Any], vectors: Any) -> dict[str, fl
 
 def cold_task_runs(files: int, chunks: int) -> int:
     """The fewest task runs a cold run of ``files`` files and ``chunks`` chunks makes."""
-    from flows.vectorize import FILES_PER_TASK, WRITE_BATCH
+    from flows.vectorize import WRITE_BATCH
+    from tasks.pipeline.scheduler import FILES_PER_LOAD
 
-    loads = math.ceil(files / FILES_PER_TASK)
+    loads = math.ceil(files / FILES_PER_LOAD)
     embeds = max(loads, math.ceil(chunks / load_settings().embedding_batch))
     return 2 * loads + embeds + math.ceil(chunks / WRITE_BATCH) + 4
 

@@ -98,9 +98,9 @@ def run_codeflow(repo: Path, files: list[Path]) -> dict[str, dict[str, Any]]:
     from config import load_settings
     from flows.vectorize import vectorize_repository
     from tasks.backends import check_backends
-    from tasks.services import runtime
+    from tasks.services import services_for
 
-    check_backends(runtime(load_settings()))  # as `codeflow index` does before its flow
+    check_backends(services_for(load_settings()))  # as `codeflow index` does before its flow
     rows = {"cold index": vectorize_repository(str(repo))}
     rows["no-op re-index"] = vectorize_repository(str(repo))
     for path in files[:EDITED_FILES]:

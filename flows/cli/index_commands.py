@@ -17,7 +17,7 @@ from config import Settings, with_backends
 from flows.cli.progress import ProgressView
 from tasks.errors import ConfigError
 from tasks.repo.git_repository import GitRepository
-from tasks.services import runtime
+from tasks.services import services_for
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,14 +59,14 @@ def run_index(args: argparse.Namespace, settings: Settings) -> int:
     from tasks.backends import check_backends
 
     api = start_prefect_api(settings)  # starts while the backends are checked
-    check_backends(runtime(settings))  # keys, model, dimensions: one line before any work
+    check_backends(services_for(settings))  # keys, model, dimensions: one line before any work
     from flows.sync import vectorize_flow
 
     vectorize_repository = vectorize_flow(settings)  # threads, or Dask when configured
 
     trace_id = uuid.uuid4().hex
     view = ProgressView(
-        runtime(settings).bus, trace_id, enabled=sys.stderr.isatty() or not args.json
+        services_for(settings).bus, trace_id, enabled=sys.stderr.isatty() or not args.json
     )
     watcher = threading.Thread(target=view.follow, daemon=True)
     watcher.start()
@@ -106,7 +106,8 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
     from tasks.search.repository_search import search_repository
 
     settings = with_backends(settings, args.embedder, args.store)
-    _print_hits(search_repository(settings, args.repo, args.query, args.limit), args.json)
+    hits = search_repository(services_for(settings), args.repo, args.query, args.limit)
+    _print_hits(hits, args.json)
     return 0
 
 
@@ -125,7 +126,7 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
     settings = with_backends(settings, args.embedder, args.store)
     from tasks.search.repository_search import indexed_manifest
 
-    manifest, namespace = indexed_manifest(settings, args.path)
+    manifest, namespace = indexed_manifest(services_for(settings), args.path)
     reasons: dict[str, int] = {}
     for reason in manifest.skipped.values():
         reasons[reason] = reasons.get(reason, 0) + 1

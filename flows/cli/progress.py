@@ -9,14 +9,14 @@ import time
 from typing import Any, TextIO
 
 from tasks.errors import RedisUnavailable
-from tasks.events.bus import EventBus
+from tasks.events import EventLog
 
 
 class ProgressView:
     """Follows events carrying ``trace_id`` and redraws one status line."""
 
     def __init__(
-        self, bus: EventBus, trace_id: str, *, enabled: bool = True, out: TextIO | None = None
+        self, bus: EventLog, trace_id: str, *, enabled: bool = True, out: TextIO | None = None
     ) -> None:
         self.bus, self.trace_id, self.enabled = bus, trace_id, enabled
         self.out = out or sys.stderr

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from tasks.cache.redis_cache import Cache
+from tasks.cache import Cache
 
 Vectors = NDArray[np.float32]
 

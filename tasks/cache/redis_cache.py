@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import redis
 
@@ -51,16 +51,9 @@ _PLAIN_BATCH = 64
 _WRITE_PART = 1024
 
 
-class Cache(Protocol):
-    """What the pipelines need from a cache."""
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, JSONValue]: ...
-
-    def set_many(self, items: Mapping[str, JSONValue], *, tags: Sequence[str] = ()) -> None: ...
-
-
 class RedisCache:
-    """A namespace of the Redis cache. Thread-safe; share one per process and namespace."""
+    """A namespace of the Redis cache (a :class:`~tasks.cache.Cache`). Thread-safe; share one
+    per process and namespace."""
 
     def __init__(
         self,

@@ -1,14 +1,8 @@
-"""Embedding backends behind one small Protocol.
-
-``LocalEmbedder`` is the default: WordLlama's static model (token embeddings averaged), whose
+"""LocalEmbedder, the default embedder: WordLlama's static model (token embeddings averaged), whose
 256-dimensional weights and tokenizer ship inside the ``wordllama`` wheel. It runs offline
 and never downloads: the package's own folder is passed as the cache directory with
 downloads disabled (``WordLlama.load()`` otherwise looks for the tokenizer in a sub-folder
 that does not exist and falls back to Hugging Face).
-
-``HashingEmbedder`` is a tiny, deterministic, pure-numpy embedder (the hashing trick over
-:func:`tasks.tokens.code_tokens.code_tokens`). It has no semantic knowledge, but it is a real
-embedder with stable output, fast enough for unit tests of code that needs *an* embedder.
 
 >>> embedder = LocalEmbedder(dimensions=256)      # ~0.5-1 s: import + load
 >>> embedder.embed(["def parse(path): ..."]).shape
@@ -18,21 +12,17 @@ embedder with stable output, fast enough for unit tests of code that needs *an* 
 from __future__ import annotations
 
 import importlib.util
-import zlib
 from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
+from tasks.embedding import Vectors, normalize_rows
 from tasks.errors import ConfigError, EmbedderError
-from tasks.tokens.code_tokens import code_tokens
 from tasks.tokens.native_pieces import NativePieceTokenizer, piece_tokenizer
 from tasks.tokens.piece_tokens import Bounds, TokenIds, flatten
-
-Vectors = NDArray[np.float32]
 
 #: Dimensions WordLlama's matryoshka-trained ``l2_supercat`` model can be truncated to
 #: from the 256-dim weights the wheel ships.
@@ -41,27 +31,6 @@ _LOCAL_CONFIG = "l2_supercat"
 _SHIPPED_DIM = 256
 #: Every :class:`LocalEmbedder` id starts with this.
 LOCAL_ID_PREFIX = "wordllama:"
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """Turns texts into L2-normalised float32 rows; ``id`` keys the embedding cache."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def dimensions(self) -> int: ...
-
-    def embed(self, texts: Sequence[str]) -> Vectors: ...
-
-
-def normalize_rows(matrix: Vectors) -> Vectors:
-    """L2-normalise rows in place; all-zero rows (text with no tokens) stay zero."""
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    matrix /= norms
-    return matrix
 
 
 def wordllama_files() -> tuple[Path, Path]:
@@ -189,34 +158,3 @@ class LocalEmbedder:
             if end > start:
                 out[row] = total(table[ids[start:end]], axis=0)
                 out[row] /= end - start
-
-
-class HashingEmbedder:
-    """Signed hashing trick over code tokens, log-scaled term counts, L2-normalised.
-
-    Deterministic across processes and machines (CRC32, not Python's salted ``hash``),
-    no model, no I/O: texts sharing identifiers get similar vectors, nothing more.
-    """
-
-    def __init__(self, dimensions: int = 256) -> None:
-        if dimensions < 8:
-            raise ConfigError(f"hashing embedder needs at least 8 dimensions, not {dimensions}")
-        self._dimensions = dimensions
-
-    @property
-    def id(self) -> str:
-        return f"hashing:crc32:{self._dimensions}"
-
-    @property
-    def dimensions(self) -> int:
-        return self._dimensions
-
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        out = np.zeros((len(texts), self._dimensions), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for token in code_tokens(text):
-                digest = zlib.crc32(token.encode("utf-8", "surrogatepass"))
-                sign = 1.0 if digest & 0x80000000 else -1.0
-                out[row, digest % self._dimensions] += sign
-        np.copysign(np.log1p(np.abs(out)), out, out=out)
-        return normalize_rows(out)

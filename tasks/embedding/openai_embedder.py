@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import openai
 
-from tasks.embedding.local_embedder import Vectors, normalize_rows
+from tasks.embedding import Vectors, normalize_rows
 from tasks.embedding.rate_limit import RateLimiter, parse_duration
 from tasks.embedding.usage import MODELS, EmbeddingUsage, price_per_million
 from tasks.errors import ConfigError, EmbedderError

@@ -10,8 +10,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from tasks.events.model import Event
+
 
 class EventSink(Protocol):
     """Where a run's events go. Publishing never raises: ``None`` means it was dropped."""
 
     def publish(self, event: Mapping[str, Any]) -> str | None: ...
+
+
+class EventLog(EventSink, Protocol):
+    """A sink that keeps events in order, each with an ID, for readers to follow."""
+
+    def read(
+        self, after: str = "0-0", *, count: int = 1000, block_ms: int | None = None
+    ) -> list[tuple[str, Event]]:
+        """Events strictly after ID ``after``, oldest first (waiting up to ``block_ms`` for
+        the first when there is none yet)."""
+        ...
+
+    def last_id(self) -> str:
+        """The newest event's ID (``"0-0"`` when there is none)."""
+        ...

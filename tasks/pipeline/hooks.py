@@ -12,7 +12,7 @@ from typing import Any
 
 from config import load_settings
 from tasks.events.model import make_event
-from tasks.services import runtime
+from tasks.services import services_for
 
 log = logging.getLogger(__name__)
 _repo_of_run: dict[str, str] = {}
@@ -24,7 +24,7 @@ def remember_repo(flow_run_id: str, repo_id: str) -> None:
 
 def publish(kind: str, **fields: Any) -> None:
     try:
-        runtime(load_settings()).bus.publish(make_event(kind, **fields))
+        services_for(load_settings()).bus.publish(make_event(kind, **fields))
     except Exception:  # a hook must never change the run's outcome
         log.exception("could not publish %s event", kind)
 

@@ -1,4 +1,5 @@
-"""The vectorize flow's Prefect tasks: a few lines each over logic and adapters.
+"""The vectorize flow's Prefect tasks: each is a step of :mod:`~tasks.pipeline.index_steps`
+with retries, a cache policy and hooks.
 
 Retries use exponential backoff with jitter. Only ``embed_batch`` persists its result: in
 Redis through prefect-redis (JSON serializer, cache policy INPUTS + TASK_SOURCE, a Redis lock
@@ -7,33 +8,41 @@ same time embed it once. The other tasks are cheap or have side effects, and don
 
 ``embed_batch`` stores its vectors in the embedding cache and returns their count, so
 Prefect's result does not hold a second copy of them (on a cold index that copy was ~270 MB
-of base64 through JSON into Redis). The flow takes the vectors from
-:func:`batch_vectors`: handed over in-process, or read back from the embedding cache.
+of base64 through JSON into Redis). The flow takes the vectors handed over in-process, or
+reads them back from the embedding cache (:class:`PrefectSteps`).
 """
 
 from __future__ import annotations
 
 import functools
 import threading
-from typing import Any
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
-import numpy as np
 from prefect import task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture, as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
+from prefect.utilities.annotations import quote
 
 from config import Settings
-from tasks.index.changes import Changes, diff_manifests
-from tasks.index.chunking import ChunkingPolicy, chunk_files
+from tasks.embedding import Vectors
+from tasks.index.changes import Changes
 from tasks.index.manifests import IndexManifest
 from tasks.index.plans import LoadResult
+from tasks.pipeline import index_steps
 from tasks.pipeline.hooks import TASK_HOOKS
+from tasks.pipeline.index_steps import Target
 from tasks.records import Chunk
-from tasks.repo.git_repository import Fingerprint, GitRepository
-from tasks.services import runtime
+from tasks.repo.git_repository import Fingerprint
+from tasks.services import services_for
 
+T = TypeVar("T")
 RESULTS_BLOCK = "codeflow-results"
-Vectors = np.ndarray[Any, np.dtype[np.float32]]
 _RETRY: dict[str, Any] = {
     "retries": 3,
     "retry_delay_seconds": exponential_backoff(backoff_factor=0.5),
@@ -44,41 +53,27 @@ _PLAIN: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False, **T
 
 @task(name="fingerprint", **_PLAIN)
 def fingerprint_repository(path: str) -> Fingerprint:
-    with GitRepository.open(path) as repo:
-        return repo.fingerprint()
+    return index_steps.fingerprint(path)
 
 
 @task(name="detect-changes", **_PLAIN)
 def detect_changes(
     settings: Settings, fingerprint: Fingerprint, branch: str, full: bool, embedder_id: str
 ) -> tuple[IndexManifest | None, Changes]:
-    previous = runtime(settings).manifests.load(fingerprint.repo_id, branch)
-    stale_embedder = previous is not None and previous.embedder != embedder_id
-    changes = diff_manifests(
-        previous.files if previous else None,
-        fingerprint.files,
-        force_full_scan=full or stale_embedder,
-    )
-    return previous, changes
+    return index_steps.detect(services_for(settings), fingerprint, branch, full, embedder_id)
 
 
 @task(name="load-and-chunk", **_RETRY, **_PLAIN)
 def load_and_chunk(
     settings: Settings, root: str, paths: list[str], in_workers: bool = True
 ) -> LoadResult:
-    with GitRepository.open(root) as repo:
-        contents, skipped = repo.read_files(paths, max_bytes=settings.max_file_bytes)
-    policy = ChunkingPolicy(max_file_bytes=settings.max_file_bytes)
-    chunk = runtime(settings).pool.chunk if in_workers else chunk_files
-    chunks, skips = chunk(list(contents.items()), policy)
-    skipped.update({s.path: s.reason for s in skips})
-    return LoadResult(chunks=chunks, skipped=skipped)
+    return index_steps.load(services_for(settings), root, paths, in_workers)
 
 
 @task(name="lookup-embeddings", **_RETRY, **_PLAIN)
 def lookup_embeddings(settings: Settings, keys: list[str]) -> dict[int, Any]:
     """Cached vectors by index in ``keys`` (see :meth:`EmbeddingCache.keys`)."""
-    return runtime(settings).embeddings.lookup(keys)
+    return services_for(settings).embeddings.lookup(keys)
 
 
 @task(name="embed-batch", **_RETRY, **TASK_HOOKS)
@@ -89,13 +84,10 @@ def embed_batch(
     in_workers: bool = True,
     handoff: str = "",
 ) -> int:
-    """Embed ``texts`` and store each vector in the embedding cache under its key (``keys``:
-    :meth:`EmbeddingCache.keys` of ``texts``); returns how many it stored. With a ``handoff``
-    name, the vectors also wait in this process for :func:`batch_vectors`. (A count, not the
-    keys: Prefect walks a list result item by item, ~5 us each.)"""
-    rt = runtime(settings)
-    vectors = (rt.batch_embedder if in_workers else rt.embedder).embed(texts)
-    rt.embeddings.store(keys, vectors)
+    """Embed ``texts`` into the embedding cache under ``keys``; returns how many it stored.
+    With a ``handoff`` name the vectors also wait in this process for the flow. (A count,
+    not the keys: Prefect walks a list result item by item, ~5 us each.)"""
+    vectors = index_steps.embed(services_for(settings), keys, texts, in_workers)
     if handoff:
         _hand_over(handoff, vectors)
     return len(keys)
@@ -113,29 +105,16 @@ def _hand_over(name: str, vectors: Vectors) -> None:
         _HANDOFF[name] = vectors
 
 
+def _take_handoff(name: str) -> Vectors | None:
+    with _HANDOFF_LOCK:
+        return _HANDOFF.pop(name, None)
+
+
 def drop_handoffs(names: list[str]) -> None:
     """Forget vectors no one will take (the run that asked for them failed)."""
     with _HANDOFF_LOCK:
         for name in names:
             _HANDOFF.pop(name, None)
-
-
-def batch_vectors(settings: Settings, handoff: str, keys: list[str], texts: list[str]) -> Vectors:
-    """The vectors of a finished ``embed_batch``: handed over in this process, else (its result
-    came from Prefect's cache: another agent, or an earlier attempt, embedded the batch)
-    read from the embedding cache, re-embedding any vector the cache no longer holds."""
-    with _HANDOFF_LOCK:
-        vectors = _HANDOFF.pop(handoff, None)
-    if vectors is not None:
-        return vectors
-    rt = runtime(settings)
-    found = rt.embeddings.lookup(keys)
-    lost = [i for i in range(len(keys)) if i not in found]
-    if lost:
-        again = rt.embedder.embed([texts[i] for i in lost])
-        rt.embeddings.store([keys[i] for i in lost], again)
-        found.update(zip(lost, again, strict=True))
-    return np.vstack([found[i] for i in range(len(keys))])
 
 
 @functools.cache
@@ -165,37 +144,100 @@ def cached_embed_batch(results_url: str, ttl_s: int) -> Any:
 @task(name="write-vectors", **_RETRY, **_PLAIN)
 def write_vectors(
     settings: Settings,
-    target: tuple[str, str, str],
+    target: Target,
     chunks: list[Chunk],
     vectors: Vectors,
     known: frozenset[str],
 ) -> int:
-    """Note the IDs as pending (write-ahead), then write: append what the store cannot hold
-    yet, merge what it may (``known``: committed or pending IDs), so re-runs never duplicate.
-    ``target`` is (namespace, repo_id, branch)."""
-    namespace, repo_id, branch = target
-    rt = runtime(settings)
-    rt.manifests.note_pending(repo_id, branch, [c.id for c in chunks])
-    fresh = [i for i, c in enumerate(chunks) if c.id not in known]
-    again = [i for i, c in enumerate(chunks) if c.id in known]
-    rt.store.append(namespace, [chunks[i] for i in fresh], vectors[fresh])
-    rt.store.upsert(namespace, [chunks[i] for i in again], vectors[again])
-    return len(chunks)
+    return index_steps.write(services_for(settings), target, chunks, vectors, known)
 
 
 @task(name="sweep-stale", **_RETRY, **_PLAIN)
 def sweep_stale(settings: Settings, namespace: str, stale: list[str]) -> int:
-    """Delete vectors no longer current (after the new ones are written), then compact."""
-    store = runtime(settings).store
-    if stale:
-        store.delete(namespace, stale)
-    store.optimize(namespace)
-    return len(stale)
+    return index_steps.sweep(services_for(settings), namespace, stale)
 
 
 @task(name="commit-index", **_PLAIN)
 def commit_index(settings: Settings, manifest: IndexManifest, namespace: str) -> None:
-    """Record the manifest last, then invalidate this namespace's cached search results."""
-    rt = runtime(settings)
-    rt.manifests.save(manifest)
-    rt.search_cache.invalidate_tags([f"search:{namespace}"])
+    index_steps.commit(services_for(settings), manifest, namespace)
+
+
+def opaque(value: T) -> T:
+    """``value`` in Prefect's ``quote``: the task receives ``value`` itself, but Prefect
+    does not walk it looking for futures to track, which on thousands of chunks, texts or
+    manifest entries costs more than the task's own work (measured: ~40% of a cold run).
+    Only under the thread-pool runner: other runners (Dask) ship parameters to other
+    processes, and a ``quote`` does not survive that trip."""
+    context = FlowRunContext.get()
+    if context is not None and isinstance(context.task_runner, ThreadPoolTaskRunner):
+        return quote(value)  # type: ignore[return-value]
+    return value
+
+
+@dataclass(eq=False)
+class Submitted(Generic[T]):
+    """A submitted task; ``then`` turns its result into the step's (in the flow's thread)."""
+
+    future: PrefectFuture[Any]
+    then: Callable[[Any], T] = lambda value: value
+
+    def done(self) -> bool:
+        """Whether it has finished, without waiting (Prefect's ``wait(timeout=0)`` only
+        reports futures something already waited on)."""
+        wrapped = getattr(self.future, "wrapped_future", None)
+        return bool(wrapped.done()) if wrapped is not None else self.future.state.is_final()
+
+    def wait(self) -> None:
+        self.future.wait()
+
+    def result(self) -> T:
+        return self.then(self.future.result())
+
+
+@dataclass
+class PrefectSteps:
+    """Steps 3-6 as Prefect task runs of the current flow (a
+    :class:`~tasks.pipeline.scheduler.Steps`)."""
+
+    settings: Settings
+    target: Target
+    results_url: str
+    in_workers: bool = False
+    _handoffs: set[str] = field(default_factory=set)
+
+    def load(self, root: str, paths: list[str]) -> Submitted[LoadResult]:
+        return Submitted(load_and_chunk.submit(self.settings, root, opaque(paths), self.in_workers))
+
+    def look_up(self, keys: list[str]) -> dict[int, Vectors]:
+        found: dict[int, Vectors] = lookup_embeddings(self.settings, opaque(keys))
+        return found
+
+    def embed(self, keys: list[str], texts: list[str]) -> Submitted[Vectors]:
+        embed = cached_embed_batch(self.results_url, self.settings.cache_ttl_seconds)
+        handoff = uuid.uuid4().hex
+        self._handoffs.add(handoff)
+        future = embed.submit(self.settings, opaque(keys), opaque(texts), self.in_workers, handoff)
+        return Submitted(future, lambda _: self.vectors_of(handoff, keys, texts))
+
+    def vectors_of(self, handoff: str, keys: list[str], texts: list[str]) -> Vectors:
+        """Handed over in this process, else (Prefect's cache answered: another agent or an
+        earlier attempt embedded the batch) read back from the embedding cache."""
+        self._handoffs.discard(handoff)
+        vectors = _take_handoff(handoff)
+        if vectors is not None:
+            return vectors
+        return index_steps.cached_vectors(services_for(self.settings), keys, texts)
+
+    def write(self, chunks: list[Chunk], vectors: Vectors, known: frozenset[str]) -> Submitted[int]:
+        future = write_vectors.submit(
+            self.settings, self.target, opaque(chunks), opaque(vectors), opaque(known)
+        )
+        return Submitted(future)
+
+    def first_done(self, pending: Sequence[Any]) -> Any:
+        by_future = {p.future: p for p in pending}
+        return by_future[next(as_completed(list(by_future)))]
+
+    def close(self) -> None:
+        drop_handoffs(list(self._handoffs))
+        self._handoffs.clear()

@@ -2,9 +2,8 @@
 
 Searching never runs a flow: it needs an open store and an embedder, nothing else.
 
-The ``VectorStore`` Protocol is what the indexing pipeline writes through (LanceDB by
-default, Pinecone in production); ``HybridStore`` is what search reads through.
-:class:`tasks.vectors.lance_store.LanceStore` implements both.
+It reads through :class:`~tasks.vectors.HybridStore` (LanceDB by default, Pinecone in
+production, :class:`~tasks.vectors.memory_store.MemoryStore` in unit tests).
 
 >>> hits = hybrid_search("parse config file", store=store, embedder=embedder,
 ...                      namespace="repo@main", limit=10)
@@ -14,17 +13,13 @@ default, Pinecone in production); ``HybridStore`` is what search reads through.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
-
-import numpy as np
-from numpy.typing import NDArray
-
-from tasks.embedding.local_embedder import LOCAL_ID_PREFIX, Embedder
+from tasks.embedding import Embedder
+from tasks.embedding.local_embedder import LOCAL_ID_PREFIX
 from tasks.errors import ConfigError, VectorStoreError
-from tasks.records import Chunk, SearchHit
+from tasks.records import SearchHit
 from tasks.search.ranking import fuse
 from tasks.tokens.code_tokens import code_tokens, unique_tokens
+from tasks.vectors import HybridStore
 
 #: Each retriever returns this many candidates per requested hit, so fusion and priors
 #: have room to promote a chunk that one retriever ranked low.
@@ -36,45 +31,6 @@ MAX_LIMIT = 1000
 #: benchmark does not use (NDCG@10 0.457 at 0.25 against 0.404 at 1.0; 0.25 also had the
 #: best recall), then checked on the benchmark's own packages (benchmarks/RESULTS.md).
 LOCAL_SEMANTIC_WEIGHT = 0.25
-
-
-class VectorStore(Protocol):
-    """Where chunk vectors live, one namespace per repository + branch.
-
-    ``upsert`` is idempotent by ``Chunk.id``; ``delete`` ignores unknown ids; both are
-    safe to repeat, which is what makes "write first, delete after" crash-safe.
-    """
-
-    def upsert(
-        self, namespace: str, chunks: Sequence[Chunk], vectors: NDArray[np.float32]
-    ) -> None: ...
-
-    def delete(self, namespace: str, ids: Sequence[str]) -> None: ...
-
-    def query(self, namespace: str, vector: NDArray[np.float32], limit: int) -> list[SearchHit]: ...
-
-    def count(self, namespace: str) -> int: ...
-
-
-class HybridStore(Protocol):
-    """A store that can answer both halves of a hybrid query.
-
-    Search asks both halves for candidates without their text (``with_text=False``: a
-    store may leave ``text`` empty), fuses them, and reads the text of the final hits only.
-    """
-
-    @property
-    def dimensions(self) -> int: ...
-
-    def query(
-        self, namespace: str, vector: NDArray[np.float32], limit: int, *, with_text: bool = True
-    ) -> list[SearchHit]: ...
-
-    def text_search(
-        self, namespace: str, query_tokens: list[str], limit: int, *, with_text: bool = True
-    ) -> list[SearchHit]: ...
-
-    def with_text(self, namespace: str, hits: Sequence[SearchHit]) -> list[SearchHit]: ...
 
 
 def semantic_weight_for(embedder_id: str) -> float:

@@ -9,25 +9,26 @@ it commits (so a warm search loads neither the embedder nor the vector store).
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from config import Settings
 from tasks.errors import ConfigError, RepositoryError
 from tasks.index.manifests import IndexManifest, namespace_for
 from tasks.repo.git_repository import GitRepository
 from tasks.search.ranking import RANKING_VERSION
-from tasks.services import Runtime, runtime
+
+if TYPE_CHECKING:
+    from tasks.services import Services
 
 # tasks.search.hybrid checks the same bounds (its MAX_LIMIT); checked here too, before the cache
 # lookup, without importing tasks.search.hybrid (numpy): a warm search loads neither.
 MAX_LIMIT = 1000
 
 
-def indexed_manifest(settings: Settings, path: str) -> tuple[IndexManifest, str]:
+def indexed_manifest(svc: Services, path: str) -> tuple[IndexManifest, str]:
     """The committed manifest of the branch checked out at ``path``, and its namespace."""
     with GitRepository.open(path) as repo:
         repo_id, label = repo.repo_id, repo.branch_label()
-    manifest = runtime(settings).manifests.load(repo_id, label)
+    manifest = svc.manifests.load(repo_id, label)
     if manifest is None or manifest.commit is None:
         raise RepositoryError(
             f"{path} (branch {label}) is not indexed yet; run: codeflow index {path}"
@@ -36,25 +37,25 @@ def indexed_manifest(settings: Settings, path: str) -> tuple[IndexManifest, str]
 
 
 def search_repository(
-    settings: Settings, path: str, query: str, limit: int = 10
+    svc: Services, path: str, query: str, limit: int = 10
 ) -> list[dict[str, Any]]:
     """Hits for ``query`` in the repository at ``path``, best first, as JSON objects."""
     if not query.strip():
         raise ConfigError("the query is empty")
     if not 1 <= limit <= MAX_LIMIT:
         raise ConfigError(f"the limit must be between 1 and {MAX_LIMIT}")
-    _, namespace = indexed_manifest(settings, path)
-    rt = runtime(settings)
-    backend = f"{settings.store}\0{rt.embedder_identity[0]}\0{settings.semantic_weight}"
+    _, namespace = indexed_manifest(svc, path)
+    settings = svc.settings
+    backend = f"{settings.store}\0{svc.embedder_identity[0]}\0{settings.semantic_weight}"
     material = f"{RANKING_VERSION}\0{backend}\0{namespace}\0{limit}\0{query}".encode()
     key = "q:" + hashlib.blake2b(material, digest_size=20).hexdigest()
-    hits: list[dict[str, Any]] = rt.search_cache.get_or_compute(
-        key, lambda: _search(rt, query, namespace, limit), tags=[f"search:{namespace}"]
+    hits: list[dict[str, Any]] = svc.search_cache.get_or_compute(
+        key, lambda: _search(svc, query, namespace, limit), tags=[f"search:{namespace}"]
     )
     return hits
 
 
-def _search(rt: Runtime, query: str, namespace: str, limit: int) -> list[dict[str, Any]]:
+def _search(rt: Services, query: str, namespace: str, limit: int) -> list[dict[str, Any]]:
     from tasks.search.hybrid import hybrid_search
 
     hits = hybrid_search(

@@ -1,6 +1,6 @@
 """Pinecone adapter: vectors in one serverless index, one namespace per repository + branch.
 
-Implements :class:`~tasks.search.hybrid.VectorStore` and :class:`~tasks.search.hybrid.HybridStore`.
+Implements :class:`~tasks.vectors.VectorStore` and :class:`~tasks.vectors.HybridStore`.
 
 * **Upserts** go in requests of at most 1,000 records and ~1.9 MB of JSON (Pinecone's caps
   are 1,000 / 2 MB); ids repeated in one call keep their last occurrence.

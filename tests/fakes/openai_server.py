@@ -2,8 +2,9 @@
 
 It checks what OpenAI checks (bearer key, known model, ``dimensions`` range, at most 2,048
 inputs, 8,191 tokens per input and 300,000 tokens per request, no empty strings), answers
-with deterministic vectors (:class:`~tasks.embedding.local_embedder.HashingEmbedder`: texts sharing
-identifiers get similar vectors), reports ``usage`` and sends ``x-ratelimit-*`` headers.
+with deterministic vectors (:class:`~tasks.embedding.hashing_embedder.HashingEmbedder`:
+texts sharing identifiers get similar vectors), reports ``usage`` and sends
+``x-ratelimit-*`` headers.
 With ``rpm``/``tpm`` set it also *enforces* them over a sliding minute, answering 429 with
 ``Retry-After`` as OpenAI does. Faults come from :class:`tests.fakes.http_fake.Fault`.
 
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.embedding.local_embedder import HashingEmbedder
+from tasks.embedding.hashing_embedder import HashingEmbedder
 from tasks.embedding.usage import MODELS
 from tasks.tokens.openai_tokens import token_counter
 from tests.fakes.http_fake import FakeHTTPServer, Reply, Request

@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.embedding.local_embedder import Embedder, LocalEmbedder
+from tasks.embedding import Embedder
+from tasks.embedding.local_embedder import LocalEmbedder
 from tasks.embedding.openai_embedder import OpenAIEmbedder
 from tasks.errors import VectorStoreError
 from tasks.records import Chunk
-from tasks.search.hybrid import HybridStore, VectorStore, hybrid_search
+from tasks.search.hybrid import hybrid_search
 from tasks.tokens.code_tokens import code_tokens
+from tasks.vectors import HybridStore, VectorStore
 from tasks.vectors.lance_store import LanceStore
 from tasks.vectors.pinecone_store import PineconeStore
 from tests.fakes.openai_server import OpenAIFake

@@ -17,7 +17,7 @@ from tasks.cache.invalidation import Invalidator
 from tasks.cache.redis_cache import RedisCache
 from tasks.errors import CacheKeyError
 from tasks.redis_io.formats import key_name
-from tasks.services import runtime
+from tasks.services import services_for
 from tests.redis_support import RedisProcess
 
 TTL = 3600
@@ -313,10 +313,13 @@ def test_the_embedding_cache_waits_out_a_slow_server_the_interactive_caches_do_n
 ) -> None:
     """A healthy server that answers late (CLIENT PAUSE holds every write for 2 s) makes
     the search cache pass through at once, but loses no vector of the embedding cache."""
-    rt = runtime(load_settings({"REDIS_URL": private_redis.url, "CODEFLOW_HOME": str(tmp_path)}))
+    rt = services_for(
+        load_settings({"REDIS_URL": private_redis.url, "CODEFLOW_HOME": str(tmp_path)})
+    )
     vectors = np.random.default_rng(3).standard_normal((3000, 256), dtype=np.float32)
     keys = rt.embeddings.keys([f"def f{i}(): pass" for i in range(3000)])
     admin = redis.Redis.from_url(private_redis.url)
+    assert isinstance(rt.search_cache, RedisCache) and isinstance(rt.embedding_store, RedisCache)
     admin.client_pause(2000, all=False)  # writes wait; reads go on
     rt.search_cache.set("query", ["hit"])
     assert rt.search_cache.degraded  # timed out: the 0.25 s interactive timeout

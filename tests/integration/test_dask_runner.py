@@ -18,7 +18,7 @@ import redis
 from config import Settings, load_settings
 from tasks.index.manifests import namespace_for
 from tasks.repo.git_repository import GitRepository
-from tasks.services import runtime
+from tasks.services import services_for
 from tests.git_support import make_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -61,7 +61,7 @@ def _snapshot(settings: Settings, repo: Path) -> tuple[Any, ...]:
     """Manifest, stored chunk IDs, and every chunk's score against a few queries."""
     with GitRepository.open(repo) as opened:
         repo_id, label = opened.repo_id, opened.branch_label()
-    rt = runtime(settings)
+    rt = services_for(settings)
     manifest = rt.manifests.load(repo_id, label)
     assert manifest is not None
     namespace = namespace_for(repo_id, label)

@@ -459,11 +459,11 @@ def test_sigterm_mid_run_crashes_the_run_and_a_rerun_leaves_no_duplicates(
 
 def _assert_store_matches_manifest(stack: Stack, repo: Path) -> None:
     from tasks.repo.git_repository import GitRepository
-    from tasks.services import runtime
+    from tasks.services import services_for
 
     with GitRepository.open(repo) as opened:
         repo_id, label = opened.repo_id, opened.branch_label()
-    rt = runtime(load_settings(stack.env))
+    rt = services_for(load_settings(stack.env))
     manifest = rt.manifests.load(repo_id, label)
     assert manifest is not None and len(manifest.chunks) == 600
     expected = sorted(i for ids in manifest.chunks.values() for i in ids)

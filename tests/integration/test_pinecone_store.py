@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from tasks.embedding.local_embedder import HashingEmbedder
+from tasks.embedding.hashing_embedder import HashingEmbedder
 from tasks.errors import ConfigError, VectorStoreError
 from tasks.records import Chunk
 from tasks.vectors.pinecone_store import PineconeStore, pinecone_namespace

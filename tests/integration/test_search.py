@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.embedding.local_embedder import HashingEmbedder, LocalEmbedder
+from tasks.embedding.hashing_embedder import HashingEmbedder
+from tasks.embedding.local_embedder import LocalEmbedder
 from tasks.errors import ConfigError, VectorStoreError
 from tasks.records import Chunk, ChunkKind
 from tasks.search.hybrid import LOCAL_SEMANTIC_WEIGHT, hybrid_search, semantic_weight_for
@@ -137,7 +138,7 @@ def test_local_embedder_truncates_matryoshka_dimensions(dimensions: int) -> None
 def test_hashing_embedder_is_deterministic_across_processes() -> None:
     vector = HashingEmbedder(64).embed(["getUserName(user_id)"])[0]
     code = (
-        "from tasks.embedding.local_embedder import HashingEmbedder as H; "
+        "from tasks.embedding.hashing_embedder import HashingEmbedder as H; "
         "print(H(64).embed(['getUserName(user_id)'])[0].tolist())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

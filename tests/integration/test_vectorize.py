@@ -80,10 +80,10 @@ class Indexer:
 
     def store_ids(self, path: Path) -> list[str]:
         from config import load_settings
-        from tasks.services import runtime
+        from tasks.services import services_for
 
         namespace = self.status(path)["namespace"]
-        return sorted(runtime(load_settings(self.env)).store.ids(namespace))
+        return sorted(services_for(load_settings(self.env)).store.ids(namespace))
 
 
 def _indexer(
@@ -366,10 +366,10 @@ def test_redis_going_away_mid_run_loses_nothing_and_prints_no_traceback(
 
 def _manifest(indexer: Indexer, repo: Path) -> IndexManifest:
     from config import load_settings
-    from tasks.services import runtime
+    from tasks.services import services_for
 
     status = indexer.status(repo)
-    manifest = runtime(load_settings(indexer.env)).manifests.load(
+    manifest = services_for(load_settings(indexer.env)).manifests.load(
         status["repo_id"], status["branch"]
     )
     assert manifest is not None
@@ -502,21 +502,23 @@ def test_batch_vectors_without_a_handoff_come_from_the_embedding_cache(
 ) -> None:
     """An embed-batch answered from Prefect's result cache hands over no vectors: they are
     read from the embedding cache, and one the cache lost is embedded again and stored."""
-    from tasks.pipeline.vectorize_tasks import batch_vectors, drop_handoffs, embed_batch
-    from tasks.services import runtime
+    from tasks.pipeline.vectorize_tasks import PrefectSteps, drop_handoffs, embed_batch
+    from tasks.services import services_for
 
     settings = load_settings(codeflow_env)
-    rt = runtime(settings)
+    rt = services_for(settings)
+    assert rt.results_url is not None
+    batch_vectors = PrefectSteps(settings, ("ns", "repo", "main"), rt.results_url).vectors_of
     texts = ["def first(): ...", "def second(): ...", "def third(): ..."]
     keys = rt.embeddings.keys(texts)
     assert embed_batch.fn(settings, keys, texts, False, "h1") == 3
-    expected = batch_vectors(settings, "h1", keys, texts)  # handed over in-process
+    expected = batch_vectors("h1", keys, texts)  # handed over in-process
     assert expected.shape == (3, rt.embedder_identity[1])
     rt.embedding_store.delete(keys[1])
-    assert batch_vectors(settings, "h1", keys, texts).tolist() == expected.tolist()
+    assert batch_vectors("h1", keys, texts).tolist() == expected.tolist()
     assert sorted(rt.embeddings.lookup(keys)) == [0, 1, 2], "the lost vector is stored again"
     embed_batch.fn(settings, keys, texts, False, "h2")
     drop_handoffs(["h2"])  # a failed run's vectors are not kept waiting
     rt.embedding_store.delete(*keys)
-    assert batch_vectors(settings, "h2", keys, texts).tolist() == expected.tolist()
+    assert batch_vectors("h2", keys, texts).tolist() == expected.tolist()
     assert sorted(rt.embeddings.lookup(keys)) == [0, 1, 2], "re-embedded, not handed over"

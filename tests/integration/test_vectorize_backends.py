@@ -14,7 +14,7 @@ import pytest
 from config import load_settings
 from tasks.backends import check_backends
 from tasks.errors import ConfigError, VectorStoreError
-from tasks.services import runtime
+from tasks.services import services_for
 from tests.fakes.http_fake import Fault
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.pinecone_server import PineconeFake
@@ -149,7 +149,7 @@ def test_configuration_errors_come_first_in_one_line(tmp_path: Path, make_backen
     for env, error, message in cases:
         backends = make_backends(f"home-{uuid.uuid4().hex[:6]}", **env)  # type: ignore[operator]
         with pytest.raises(error) as raised:
-            check_backends(runtime(load_settings(backends.indexer.env)))
+            check_backends(services_for(load_settings(backends.indexer.env)))
         text = str(raised.value)
         assert message in text and "\n" not in text, text
         assert OPENAI_KEY not in text and PINECONE_KEY not in text and "wrong" not in text
