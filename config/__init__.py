@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from config.errors import SettingsError
+
 if TYPE_CHECKING:
-    from config.settings import Settings, SettingsError, load_settings, with_backends
+    from config.settings import Settings, load_settings, with_backends
 
 __all__ = ["Settings", "SettingsError", "load_settings", "with_backends"]
+_LAZY = frozenset({"Settings", "load_settings", "with_backends"})
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
+    if name in _LAZY:
         from config import settings
 
         return getattr(settings, name)

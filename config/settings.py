@@ -21,9 +21,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
-
-class SettingsError(ValueError):
-    """A configuration value is wrong; the message is one line naming the variable."""
+from config.errors import SettingsError
 
 
 class Settings(BaseSettings):
@@ -154,7 +152,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     try:
         return Settings(**source())
     except ValidationError as exc:
-        raise SettingsError(_describe(exc)) from None
+        raise SettingsError(_describe(exc), variable=_variable(exc)) from None
 
 
 @functools.lru_cache(maxsize=16)
@@ -171,14 +169,20 @@ def with_backends(settings: Settings, embedder: str | None, store: str | None) -
     try:
         return Settings(**{**dict(settings), **changes})
     except ValidationError as exc:
-        raise SettingsError(_describe(exc)) from None
+        raise SettingsError(_describe(exc), variable=_variable(exc)) from None
+
+
+def _variable(exc: ValidationError) -> str:
+    """The environment variable of the first error."""
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else "?"
+    # Seed variables are validated under their alias; the rest under the field name.
+    return f"CODEFLOW_{field.upper()}" if field in Settings.model_fields else field
 
 
 def _describe(exc: ValidationError) -> str:
     error = exc.errors()[0]
-    field = str(error["loc"][0]) if error["loc"] else "?"
-    # Seed variables are validated under their alias; the rest under the field name.
-    name = f"CODEFLOW_{field.upper()}" if field in Settings.model_fields else field
+    name = _variable(exc)
     template = _EXPECTED.get(error["type"])
     ctx = error.get("ctx", {})
     expected = template.format(**ctx) if template else str(ctx.get("error", error["msg"]))

@@ -26,17 +26,13 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner
 
 from config import Settings, load_settings
+from config.errors import SyncFailed
 from flows.vectorize import vectorize_repository
-from tasks.errors import RepositoryError
 from tasks.pipeline.hooks import FLOW_HOOKS, TASK_HOOKS
 from tasks.repo.registry import Checkouts, RegisteredRepo, Registry, default_name, is_due
 from tasks.repo.source_params import Source, check_branch, check_names, parse_source
 
 _FAILURE_PREFIXES = ("Flow run encountered an exception: ", "Task run encountered an exception: ")
-
-
-class SyncFailed(RepositoryError):
-    """Some registered repositories could not be synced (the message lists which and why)."""
 
 
 def task_runner_for(settings: Settings) -> TaskRunner[Any] | None:
@@ -120,7 +116,8 @@ def sync_repositories(names: list[str] | None = None, force: bool = False) -> di
     failed = {name: o["error"] for name, o in outcomes.items() if "error" in o}
     if failed:
         reasons = "; ".join(f"{name}: {error}" for name, error in failed.items())
-        raise SyncFailed(f"{len(failed)} of {len(outcomes)} repositories failed to sync: {reasons}")
+        message = f"{len(failed)} of {len(outcomes)} repositories failed to sync: {reasons}"
+        raise SyncFailed(message, failures=failed)
     return {"synced": outcomes, "not_due": sorted(e.name for e in entries if e not in chosen)}
 
 

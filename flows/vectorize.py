@@ -21,9 +21,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 import tasks.embedding.local_embedder
 import tasks.vectors.lance_store  # noqa: F401 - not inside a run (LanceDB alone takes ~1-3 s)
 from config import Settings, load_settings, with_backends
+from config.errors import ConfigError
 from tasks.embedding import Embedder
 from tasks.embedding.usage import EmbeddingUsage, usage_of
-from tasks.errors import ConfigError
 from tasks.index.changes import Changes
 from tasks.index.manifests import IndexManifest, namespace_for
 from tasks.index.plans import next_manifest, stale_ids

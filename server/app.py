@@ -22,7 +22,8 @@ import tornado.httputil
 import tornado.web
 
 from config import Settings
-from server.auth import TokenError, token_secret, verify_token
+from config.errors import TokenError
+from server.auth import token_secret, verify_token
 from server.handlers import (
     STATIC_DIR,
     CacheStatsHandler,

@@ -27,15 +27,11 @@ from pathlib import Path
 import jwt
 
 from config import Settings
-from tasks.errors import ConfigError
+from config.errors import TokenError
 
 ALGORITHM = "HS256"
 _SECRET_FILE = "token.secret"  # noqa: S105 (a file name)
 _MAX_TTL_S = 366 * 86400
-
-
-class TokenError(ConfigError):
-    """A token is missing, forged, malformed or expired (the message says which)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,9 +22,16 @@ import tornado.web
 import tornado.websocket
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from server.auth import Grant, TokenError, verify_token
-from server.session import Session, TransportClosed
-from tasks.errors import CodeflowError, ConfigError, RedisUnavailable, RepositoryError
+from config.errors import (
+    CodeflowError,
+    ConfigError,
+    RedisUnavailable,
+    RepositoryError,
+    TokenError,
+    TransportClosed,
+)
+from server.auth import Grant, verify_token
+from server.session import Session
 from tasks.redis_io import aio
 
 if TYPE_CHECKING:

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from config.errors import RedisUnavailable
 from server.metrics import ServerMetrics
 from server.protocol import (
     StreamId,
@@ -27,7 +28,6 @@ from server.protocol import (
     wire_frame,
 )
 from server.session import Session
-from tasks.errors import RedisUnavailable
 from tasks.events.model import rooms_for
 from tasks.redis_io import aio
 from tasks.redis_io.formats import Entry

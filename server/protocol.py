@@ -32,6 +32,8 @@ from typing import Any
 
 import orjson
 
+from config.errors import ProtocolError
+
 MAX_CLIENT_MESSAGE_BYTES = 4096
 _ROOM = re.compile(r"runs|run:[A-Za-z0-9_.:-]{1,128}|repo:[A-Za-z0-9_.:/@+-]{1,200}")
 _STREAM_ID = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?")
@@ -68,15 +70,6 @@ class CloseCode(enum.IntEnum):
     UNAUTHORIZED = 4401
     FORBIDDEN = 4403
     SLOW_CONSUMER = 4008
-
-
-class ProtocolError(ValueError):
-    """A client message we refuse; answered with an error frame, the connection stays."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from config.errors import ProtocolError, RedisUnavailable, TransportClosed
 from server.auth import Grant
 from server.metrics import ServerMetrics
 from server.outbox import Outbox, TokenBucket
@@ -34,7 +35,6 @@ from server.protocol import (
     ConnectionState,
     ErrorCode,
     Ping,
-    ProtocolError,
     StreamId,
     Subscribe,
     Unsubscribe,
@@ -46,15 +46,10 @@ from server.protocol import (
     parse_stream_id,
     wire_frame,
 )
-from tasks.errors import CodeflowError, RedisUnavailable
 from tasks.events.model import rooms_for
 from tasks.redis_io.formats import Entry
 
 log = logging.getLogger(__name__)
-
-
-class TransportClosed(CodeflowError):
-    """The peer is gone; a write could not be made."""
 
 
 class Transport(Protocol):
@@ -148,7 +143,7 @@ class Session:
         try:
             message = parse_client_message(raw)
         except ProtocolError as exc:
-            await self._send_control(encode_error(exc.code, exc.message))
+            await self._send_control(encode_error(ErrorCode(exc.code), exc.message))
             return
         if isinstance(message, Ping):
             await self._send_control(encode_pong())

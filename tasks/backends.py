@@ -2,8 +2,8 @@
 
 ``local`` + ``lancedb`` need nothing; ``openai`` and ``pinecone`` need their keys, and are
 checked before any work starts: a missing key, an unknown model, a width the model cannot
-make or an index of another dimension raise :class:`~tasks.errors.ConfigError` /
-:class:`~tasks.errors.VectorStoreError` with one line naming what to change. Heavy client
+make or an index of another dimension raise :class:`~config.errors.ConfigError` /
+:class:`~config.errors.VectorStoreError` with one line naming what to change. Heavy client
 libraries are imported only when chosen.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from config import Settings
-from tasks.errors import ConfigError
+from config.errors import ConfigError
 
 if TYPE_CHECKING:
     from tasks.embedding import Embedder

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from config import Settings, SettingsError, load_settings
+from config.errors import CodeflowError
 from config.native import quiet_blas_threads
-from tasks.errors import CodeflowError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 

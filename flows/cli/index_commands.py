@@ -14,8 +14,8 @@ import uuid
 from typing import Any
 
 from config import Settings, with_backends
+from config.errors import ConfigError
 from flows.cli.progress import ProgressView
-from tasks.errors import ConfigError
 from tasks.repo.git_repository import GitRepository
 from tasks.services import services_for
 

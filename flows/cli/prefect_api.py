@@ -36,13 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config import Settings
+from config.errors import ConfigError
 from config.prefect_env import (
     STARTUP_TIMEOUT_S,
     apply_prefect_environment,
     startup_timeout_s,
     uses_ephemeral_api,
 )
-from tasks.errors import ConfigError
 
 _SERVER_ENV = {
     "PREFECT_UI_ENABLED": "0",

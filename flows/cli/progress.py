@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-from tasks.errors import RedisUnavailable
+from config.errors import RedisUnavailable
 from tasks.events import EventLog
 
 

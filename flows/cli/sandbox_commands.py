@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from config import Settings
-from tasks.errors import ConfigError
+from config.errors import ConfigError
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

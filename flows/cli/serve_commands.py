@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from config import Settings
-from tasks.errors import ConfigError
+from config.errors import ConfigError
 
 _MAX_TTL_S = 365 * 86400
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
+from config.errors import CacheKeyError
 from tasks.cache.redis_cache import RedisCache
-from tasks.errors import CacheKeyError
 from tasks.redis_io.formats import key_name, validate_part, validate_pattern
 
 _SCAN_BATCH = 2000

@@ -9,7 +9,7 @@ files' raw bytes, the texts as JSON, the vectors as little-endian float32). Noth
 pickled. The flow process keeps the orchestration, the caches and the writes.
 
 A worker that dies (killed, out of memory, a crash in a parser) costs only the request it
-was serving: the call raises :class:`~tasks.errors.WorkerError` (the flow's task retries
+was serving: the call raises :class:`~config.errors.WorkerError` (the flow's task retries
 it) and the next call starts a fresh worker. A request the wire cannot carry (text JSON
 cannot encode) is served in the calling process instead.
 
@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from tasks.errors import WorkerError
+from config.errors import WorkerError
 from tasks.index.chunking import ChunkingPolicy, Skip, chunk_files
 from tasks.records import Chunk
 from tasks.tokens.code_tokens import search_documents
@@ -165,16 +165,17 @@ class Worker:
 
     def _call(self, header: dict[str, Any], payload: bytes) -> Frame | None:
         proc = self._started()
+        pid = proc.pid
         assert proc.stdin is not None and proc.stdout is not None
         try:
             write_frame(proc.stdin, header, payload)
             frame = read_frame(proc.stdout)
         except (OSError, EOFError, ValueError) as exc:
             self.close()
-            raise WorkerError(f"a worker process failed mid-request ({exc})") from exc
+            raise WorkerError(f"a worker process failed mid-request ({exc})", pid=pid) from exc
         if frame is None:
             code = self.close()
-            raise WorkerError(f"a worker process exited (code {code}) mid-request")
+            raise WorkerError(f"a worker process exited (code {code}) mid-request", pid=pid)
         return None if "unencodable" in frame[0] else frame
 
     def preload(self, dimensions: int) -> None:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from config.errors import ConfigError
 from tasks.embedding import Vectors, normalize_rows
-from tasks.errors import ConfigError
 from tasks.tokens.code_tokens import code_tokens
 
 

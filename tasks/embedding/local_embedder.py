@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from config.errors import ConfigError, EmbedderError
 from tasks.embedding import Vectors, normalize_rows
-from tasks.errors import ConfigError, EmbedderError
 from tasks.tokens.native_pieces import NativePieceTokenizer, piece_tokenizer
 from tasks.tokens.piece_tokens import Bounds, TokenIds, flatten
 

@@ -48,10 +48,10 @@ from urllib.parse import urlsplit
 import numpy as np
 import openai
 
+from config.errors import ConfigError, EmbedderError
 from tasks.embedding import Vectors, normalize_rows
 from tasks.embedding.rate_limit import RateLimiter, parse_duration
 from tasks.embedding.usage import MODELS, EmbeddingUsage, price_per_million
-from tasks.errors import ConfigError, EmbedderError
 from tasks.tokens.openai_tokens import TokenCounter, token_counter
 
 logger = logging.getLogger(__name__)

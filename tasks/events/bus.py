@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from tasks.errors import RedisUnavailable
+from config.errors import RedisUnavailable
 from tasks.events.model import Event
 from tasks.redis_io.formats import STREAM, decode_entry, stream_fields
 from tasks.redis_io.outage import OUTAGE_ERRORS

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import accumulate
 
-from tasks.errors import ConfigError
+from config.errors import ConfigError
 from tasks.index.languages import (
     SkipReason,
     decode_source,

@@ -1,5 +1,5 @@
 """asyncio Redis for the realtime server: connections, and the reads it makes, with every
-outage turned into :class:`~tasks.errors.RedisUnavailable` here (the server catches that,
+outage turned into :class:`~config.errors.RedisUnavailable` here (the server catches that,
 never a Redis exception). The synchronous sibling is :mod:`~tasks.redis_io.connections`; both
 share :mod:`~tasks.redis_io.formats`.
 """
@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
-from tasks.errors import RedisUnavailable
+from config.errors import RedisUnavailable
 from tasks.redis_io.formats import (
     STATS_PATTERN,
     Entry,

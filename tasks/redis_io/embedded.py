@@ -20,7 +20,7 @@ from pathlib import Path
 
 import redis
 
-from tasks.errors import RedisUnavailable
+from config.errors import RedisUnavailable
 
 log = logging.getLogger(__name__)
 

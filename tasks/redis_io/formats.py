@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from tasks.errors import CacheKeyError
+from config.errors import CacheKeyError
 
 MAX_KEY_BYTES = 512
 MAX_VALUE_BYTES = 64 * 1024 * 1024

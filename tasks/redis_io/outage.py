@@ -1,5 +1,5 @@
 """Redis being unreachable: the one list of exceptions that say so, and what codeflow makes
-of them (a :class:`~tasks.errors.RedisUnavailable`, or one log line instead of a traceback).
+of them (a :class:`~config.errors.RedisUnavailable`, or one log line instead of a traceback).
 
 Every Redis call that may meet an outage catches :data:`OUTAGE_ERRORS`; nothing outside this
 package names a Redis exception. This module imports only ``redis``, so the command line can
@@ -12,7 +12,7 @@ import logging
 
 import redis
 
-from tasks.errors import RedisUnavailable
+from config.errors import RedisUnavailable
 
 #: What a Redis call raises when the server cannot be reached or does not answer in time:
 #: redis-py's own errors, and ``OSError`` from the socket layer below them.

@@ -36,7 +36,7 @@ from types import TracebackType
 import git
 from git.refs.symbolic import SymbolicReference
 
-from tasks.errors import RepositoryError
+from config.errors import RepositoryError
 from tasks.repo.safe_files import (
     SKIP_INVALID,
     SKIP_NOT_REGULAR,
@@ -120,17 +120,23 @@ class GitRepository:
         """
         where = Path(path).expanduser()
         if not where.exists():
-            raise RepositoryError(f"{where}: no such directory; pass the path of a git work tree")
+            raise RepositoryError(
+                f"{where}: no such directory; pass the path of a git work tree", path=str(where)
+            )
         if not where.is_dir():
-            raise RepositoryError(f"{where}: not a directory; pass the repository's folder")
+            raise RepositoryError(
+                f"{where}: not a directory; pass the repository's folder", path=str(where)
+            )
         try:
             repo = git.Repo(where, search_parent_directories=True)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
             msg = f"{where}: not a git repository; run `git init` there or pass a repository"
-            raise RepositoryError(msg) from exc
+            raise RepositoryError(msg, path=str(where)) from exc
         if repo.bare or repo.working_tree_dir is None:
             repo.close()
-            raise RepositoryError(f"{where}: bare repository; index a clone with a work tree")
+            raise RepositoryError(
+                f"{where}: bare repository; index a clone with a work tree", path=str(where)
+            )
         opened = cls(repo, Path(repo.working_tree_dir).resolve())
         try:
             opened._head_commit()
@@ -312,7 +318,7 @@ class GitRepository:
             return str(SymbolicReference.dereference_recursive(self._repo, "HEAD"))
         except ValueError as exc:
             msg = f"{self._root}: repository has no commits yet; make a first commit, then retry"
-            raise RepositoryError(msg) from exc
+            raise RepositoryError(msg, repository=str(self._root)) from exc
 
     def _branch(self) -> str | None:
         head = self._repo.head
@@ -340,7 +346,11 @@ class GitRepository:
         """The bytes of one regular file inside the root; :class:`RepositoryError` otherwise."""
         contents, skipped = self.read_files([rel_path], max_bytes=max_bytes)
         if rel_path in skipped:
-            raise RepositoryError(f"{rel_path!r}: cannot read ({skipped[rel_path]})")
+            raise RepositoryError(
+                f"{rel_path!r}: cannot read ({skipped[rel_path]})",
+                repository=str(self._root),
+                path=rel_path,
+            )
         return contents[rel_path]
 
     def read_files(
@@ -363,7 +373,9 @@ class GitRepository:
                 detail += (
                     f"; if you trust it: git config --global --add safe.directory {self._root}"
                 )
-            raise RepositoryError(f"{self._root}: git {command} failed: {detail}") from exc
+            raise RepositoryError(
+                f"{self._root}: git {command} failed: {detail}", repository=str(self._root)
+            ) from exc
         return out
 
 

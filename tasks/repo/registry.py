@@ -37,7 +37,7 @@ import git
 import orjson
 from cronsim import CronSim
 
-from tasks.errors import ConfigError, RepositoryError
+from config.errors import ConfigError, RepositoryError
 from tasks.repo.source_params import Source
 
 REGISTRY_FILE = "registry.json"

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasks.errors import RepositoryError
+from config.errors import RepositoryError
 
 SKIP_SYMLINK = "symlink"
 SKIP_NOT_REGULAR = "not-a-regular-file"

@@ -27,7 +27,7 @@ from typing import Literal
 
 from cronsim import CronSim, CronSimError
 
-from tasks.errors import ConfigError
+from config.errors import ParameterError
 
 URL_SCHEMES = ("https", "http", "ssh", "git", "file")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -35,10 +35,6 @@ _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)\S+$")
 _TRANSPORT = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")  # git's ext::, fd:: run commands
 _BAD_REF = re.compile(r"(^[-/.])|(\.\.)|(@\{)|([\x00-\x20~^:?*\[\\\x7f])|(/\.)|(//)|([/.]$)")
 _MAX_BRANCH = 200
-
-
-class ParameterError(ConfigError):
-    """A flow parameter is wrong; the message starts with the parameter's name."""
 
 
 @dataclass(frozen=True)

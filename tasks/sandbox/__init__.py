@@ -22,7 +22,7 @@ class SandboxRuntime(Protocol):
 
     def check(self) -> str:
         """The identity of what programs run on (an image ID), raising
-        :class:`~tasks.errors.SandboxError` when programs cannot run at all."""
+        :class:`~config.errors.SandboxError` when programs cannot run at all."""
         ...
 
     def run(self, request: ExecutionRequest) -> ExecutionResult:

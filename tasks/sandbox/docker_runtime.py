@@ -34,7 +34,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import LogConfig, Ulimit
 from requests.exceptions import RequestException
 
-from tasks.errors import DockerUnavailable, ImageMissing, LimitsNotApplied, SandboxError
+from config.errors import DockerUnavailable, ImageMissing, LimitsNotApplied, SandboxError
 from tasks.sandbox.image import DEFAULT_DOCKER_URL, SANDBOX_UID
 from tasks.sandbox.models import (
     SIGKILL_EXIT,
@@ -132,7 +132,11 @@ class DockerRuntime:
             self._api.start(container_id)
         except (DockerException, RequestException, OSError) as exc:
             self.remove(container_id)
-            raise SandboxError(f"sandbox container failed to start: {exc}") from exc
+            raise SandboxError(
+                f"sandbox container failed to start: {exc}",
+                container_id=container_id,
+                run_id=run_id,
+            ) from exc
         except BaseException:
             self.remove(container_id)
             raise
@@ -150,7 +154,11 @@ class DockerRuntime:
             self._verify(state, request.limits)
             outcome.oom_killed = bool(state.get("State", {}).get("OOMKilled"))
         except (APIError, RequestException, OSError) as exc:
-            raise SandboxError(f"sandbox container failed: {exc}") from exc
+            raise SandboxError(
+                f"sandbox container failed: {exc}",
+                container_id=prepared.container_id,
+                run_id=request.run_id,
+            ) from exc
         finally:
             _close(prepared.sock)
             self.remove(prepared.container_id)
@@ -220,7 +228,9 @@ class DockerRuntime:
     def _verify(self, attrs: dict[str, Any], limits: Limits) -> None:
         problems = limit_mismatches(attrs, limits, self.user)
         if problems:
-            raise LimitsNotApplied("sandbox limits not applied: " + "; ".join(problems))
+            raise LimitsNotApplied(
+                "sandbox limits not applied: " + "; ".join(problems), container_id=attrs.get("Id")
+            )
 
     def _exchange(
         self, prepared: Prepared, request: ExecutionRequest, collector: OutputCollector

@@ -31,7 +31,7 @@ from pathlib import Path
 import docker
 from docker.errors import DockerException, ImageNotFound
 
-from tasks.errors import ConfigError, DockerUnavailable, SandboxError
+from config.errors import ConfigError, DockerUnavailable, SandboxError
 
 SANDBOX_UID = 10001
 DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from tasks.errors import ConfigError
+from config.errors import ConfigError
 
 Status = Literal["ok", "error", "blocked", "timeout", "oom", "output_limit"]
 STATUSES: tuple[Status, ...] = ("ok", "error", "blocked", "timeout", "oom", "output_limit")

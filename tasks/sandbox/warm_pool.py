@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 
-from tasks.errors import SandboxError
+from config.errors import SandboxError
 from tasks.sandbox.docker_runtime import DockerRuntime, Prepared
 from tasks.sandbox.models import ExecutionRequest, ExecutionResult, Limits
 

@@ -13,9 +13,9 @@ production, :class:`~tasks.vectors.memory_store.MemoryStore` in unit tests).
 
 from __future__ import annotations
 
+from config.errors import ConfigError, VectorStoreError
 from tasks.embedding import Embedder
 from tasks.embedding.local_embedder import LOCAL_ID_PREFIX
-from tasks.errors import ConfigError, VectorStoreError
 from tasks.records import SearchHit
 from tasks.search.ranking import fuse
 from tasks.tokens.code_tokens import code_tokens, unique_tokens

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from tasks.errors import ConfigError, RepositoryError
+from config.errors import ConfigError, RepositoryError
 from tasks.index.manifests import IndexManifest, namespace_for
 from tasks.repo.git_repository import GitRepository
 from tasks.search.ranking import RANKING_VERSION

@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
-from tasks.errors import ConfigError, VectorStoreError
+from config.errors import ConfigError, VectorStoreError
 from tasks.records import Chunk, SearchHit
 from tasks.vectors.lance_tables import (
     CHUNK_FIELDS,

@@ -21,7 +21,7 @@ import lancedb
 import pyarrow as pa
 from lancedb.index import FTS, BTree
 
-from tasks.errors import ConfigError, VectorStoreError
+from config.errors import ConfigError, VectorStoreError
 from tasks.records import Chunk, SearchHit
 from tasks.tokens.code_tokens import search_documents
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
-from tasks.errors import VectorStoreError
+from config.errors import VectorStoreError
 from tasks.records import Chunk, SearchHit
 from tasks.tokens.code_tokens import search_document
 

@@ -39,7 +39,7 @@ from numpy.typing import NDArray
 from pinecone import Pinecone
 from pinecone.errors.exceptions import NotFoundError, PineconeError, UnauthorizedError
 
-from tasks.errors import ConfigError, VectorStoreError
+from config.errors import ConfigError, VectorStoreError
 from tasks.records import Chunk, SearchHit
 from tasks.vectors.chunk_catalog import ChunkCatalog, hit_from_row
 from tasks.vectors.lance_store import table_name

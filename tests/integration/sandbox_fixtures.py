@@ -15,7 +15,7 @@ import docker
 import pytest
 from docker.errors import DockerException
 
-from tasks.errors import SandboxError
+from config.errors import SandboxError
 from tasks.sandbox.docker_runtime import LABEL, DockerRuntime
 from tasks.sandbox.image import DEFAULT_DOCKER_URL, SANDBOX_UID, build_image
 

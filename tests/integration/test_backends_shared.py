@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from config.errors import VectorStoreError
 from tasks.embedding import Embedder
 from tasks.embedding.local_embedder import LocalEmbedder
 from tasks.embedding.openai_embedder import OpenAIEmbedder
-from tasks.errors import VectorStoreError
 from tasks.records import Chunk
 from tasks.search.hybrid import hybrid_search
 from tasks.tokens.code_tokens import code_tokens

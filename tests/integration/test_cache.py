@@ -12,10 +12,10 @@ import pytest
 import redis
 
 from config import load_settings
+from config.errors import CacheKeyError
 from tasks.cache.embedding_cache import EmbeddingCache
 from tasks.cache.invalidation import Invalidator
 from tasks.cache.redis_cache import RedisCache
-from tasks.errors import CacheKeyError
 from tasks.redis_io.formats import key_name
 from tasks.services import services_for
 from tests.redis_support import RedisProcess

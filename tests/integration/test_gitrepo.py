@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import RepositoryError
+from config.errors import RepositoryError
 from tasks.index.changes import blob_sha, diff_manifests
 from tasks.repo.git_repository import SKIP_REASONS, GitRepository
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from config.errors import ConfigError, VectorStoreError
 from tasks.embedding.local_embedder import LocalEmbedder
-from tasks.errors import ConfigError, VectorStoreError
 from tasks.records import Chunk
 from tasks.vectors.lance_store import LanceStore, _load_matrix, _Matrix, _reload_matrix, table_name
 from tests.store_support import NS, put, snippets, synthetic

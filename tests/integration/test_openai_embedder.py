@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from config.errors import ConfigError, EmbedderError
 from tasks.embedding.openai_embedder import OpenAIEmbedder
-from tasks.errors import ConfigError, EmbedderError
 from tasks.tokens.openai_tokens import token_counter
 from tests.fakes.http_fake import Fault, max_in_window
 from tests.fakes.openai_server import OpenAIFake, fake_vectors

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from config.errors import ConfigError, VectorStoreError
 from tasks.embedding.hashing_embedder import HashingEmbedder
-from tasks.errors import ConfigError, VectorStoreError
 from tasks.records import Chunk
 from tasks.vectors.pinecone_store import PineconeStore, pinecone_namespace
 from tests.fakes.http_fake import Fault

@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tasks.errors import DockerUnavailable, ImageMissing, LimitsNotApplied, SandboxError
+from config.errors import DockerUnavailable, ImageMissing, LimitsNotApplied, SandboxError
 from tasks.sandbox.docker_runtime import LABEL, DockerRuntime
 from tasks.sandbox.image import build_image
 from tasks.sandbox.models import ExecutionRequest, ExecutionResult, Limits

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from config.errors import ConfigError, VectorStoreError
 from tasks.embedding.hashing_embedder import HashingEmbedder
 from tasks.embedding.local_embedder import LocalEmbedder
-from tasks.errors import ConfigError, VectorStoreError
 from tasks.records import Chunk, ChunkKind
 from tasks.search.hybrid import LOCAL_SEMANTIC_WEIGHT, hybrid_search, semantic_weight_for
 from tasks.tokens.code_tokens import code_tokens

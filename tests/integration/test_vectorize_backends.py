@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from config import load_settings
+from config.errors import ConfigError, VectorStoreError
 from tasks.backends import check_backends
-from tasks.errors import ConfigError, VectorStoreError
 from tasks.services import services_for
 from tests.fakes.http_fake import Fault
 from tests.fakes.openai_server import OpenAIFake

@@ -11,9 +11,9 @@ import numpy as np
 import psutil
 import pytest
 
+from config.errors import WorkerError
 from tasks.embedding.cpu_workers import PooledLocalEmbedder, WorkerPool
 from tasks.embedding.local_embedder import LocalEmbedder
-from tasks.errors import WorkerError
 from tasks.index.chunking import ChunkingPolicy, chunk_files
 from tasks.tokens.code_tokens import search_document
 

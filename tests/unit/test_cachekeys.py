@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.errors import CacheKeyError
+from config.errors import CacheKeyError
 from tasks.redis_io.formats import (
     MAX_KEY_BYTES,
     decode_value,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.errors import ConfigError
+from config.errors import ConfigError
 from tasks.index.chunking import (
     ChunkingPolicy,
     Skip,

@@ -7,9 +7,9 @@ import threading
 import numpy as np
 import pytest
 
+from config.errors import CacheKeyError
 from tasks.cache.memory_cache import MemoryCache
 from tasks.embedding.hashing_embedder import HashingEmbedder
-from tasks.errors import CacheKeyError
 from tasks.events.memory_bus import MemoryBus
 from tasks.events.model import make_event
 from tasks.search.hybrid import hybrid_search

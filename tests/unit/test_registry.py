@@ -9,10 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tasks.errors import ConfigError, RepositoryError
+from config.errors import ConfigError, ParameterError, RepositoryError
 from tasks.repo.registry import Checkouts, RegisteredRepo, Registry, default_name, is_due
 from tasks.repo.source_params import (
-    ParameterError,
     Source,
     check_branch,
     check_cron,

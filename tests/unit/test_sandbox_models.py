@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tasks.errors import ConfigError
+from config.errors import ConfigError
 from tasks.sandbox.image import find_mirror, recipe_hash, strip_setid_bits
 from tasks.sandbox.models import (
     ExecutionRequest,

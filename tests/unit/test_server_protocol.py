@@ -14,12 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config import load_settings
-from server.auth import Grant, TokenError, issue_token, token_secret, verify_token
+from config.errors import ProtocolError, TokenError
+from server.auth import Grant, issue_token, token_secret, verify_token
 from server.outbox import Outbox, TokenBucket
 from server.protocol import (
     ErrorCode,
     Ping,
-    ProtocolError,
     Subscribe,
     Unsubscribe,
     coalesce_key,
