@@ -2,10 +2,9 @@
 native libraries' settings that can only be given before they load.
 
 OpenBLAS (numpy's BLAS) keeps its idle threads spinning for 2^28 cycles after every
-product (~0.13 s of a core here). Vector search makes one matrix-vector product per query,
-so a long-lived searcher (``codeflow serve``) would burn a core for ~0.13 s after each
-search, on 2 cores next to its WebSocket fan-out and LanceDB's own threads. Measured: 0.129
-CPU-s burnt in the 0.3 s after one product by default, none with the timeout below.
+product. Vector search makes one matrix-vector product per query, so a long-lived searcher
+(``codeflow serve``) would burn a core for a tenth of a second after each search, next to
+its WebSocket fan-out and LanceDB's own threads. The timeout below stops the spin.
 """
 
 from __future__ import annotations

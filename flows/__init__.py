@@ -1,1 +1,2 @@
-"""Prefect flows (one module per pipeline) and the ``codeflow`` command line."""
+"""Prefect flows, one module per pipeline (``vectorize``, ``sandbox_run``, ``sync``), and the
+``codeflow`` command line (``flows/cli``)."""

@@ -63,7 +63,7 @@ def vectorize_repository(
     ``embedder``/``store`` override CODEFLOW_EMBEDDER/CODEFLOW_STORE for this run.
     """
     started = time.perf_counter()
-    freeze_startup()  # full GCs then skip the ~420K objects of the imports (0.45 s each)
+    freeze_startup()  # full GCs then skip the objects of the imports (tasks.pipeline.long_lived)
     settings = with_backends(load_settings(), embedder, store)
     svc = services_for(settings)
     fp = fingerprint_repository(path)

@@ -14,7 +14,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-from benchmarks.chunking.run import parse_quietly
+from benchmarks.chunking import parse_quietly
 from tasks.index.languages import decode_source
 from tasks.index.python_outline import outline
 from tests.unit.test_pyoutline import ast_outline

@@ -1,6 +1,6 @@
 """Benchmark client process: holds N WebSocket clients of one room and measures them.
 
-Started by ``benchmarks/realtime/run.py``; talks to it with JSON lines (commands on stdin,
+Started by ``benchmarks/realtime/__main__.py``; talks to it with JSON lines (commands on stdin,
 reports on stdout). Two protocols over the same minimal WebSocket client: ``codeflow`` (our
 /ws protocol, replay with ``since``) and ``socketio`` (Engine.IO 4 framing, the peer; it has
 no replay).

@@ -4,7 +4,7 @@ LlamaIndex user would for incremental indexing of a code base, on codeflow's own
     .venv/bin/python -m benchmarks.vectorize.peer_llamaindex --corpus DIR --redis-url URL \\
         --lance DIR --edits FILE
 
-``benchmarks/vectorize/run.py`` starts this in its own process (so its peak memory is its
+``benchmarks/vectorize/__main__.py`` starts this in its own process (so its peak memory is its
 own, and LlamaIndex's global settings never touch codeflow's process) on a plain copy of the
 same corpus, then reads the JSON object printed as the last line of stdout.
 
@@ -52,7 +52,7 @@ from llama_index.storage.docstore.redis import RedisDocumentStore
 from llama_index.storage.kvstore.redis import RedisKVStore as RedisCache
 from llama_index.vector_stores.lancedb import LanceDBVectorStore
 
-from benchmarks.vectorize.run import append_helper
+from benchmarks.vectorize.corpus import append_helper
 from tasks.embedding.local_embedder import LocalEmbedder
 from tasks.tokens.openai_tokens import token_counter
 

@@ -84,12 +84,11 @@ class PrefectApi:
         delivered before the block ends. Elsewhere (another server), Prefect's settings
         stand.
 
-        Heartbeats let a lasting server mark a crashed run; a temporary server dies with
-        the process, so nobody reads them, and Prefect's heartbeat thread, which sleeps in
-        1 s steps, held each run's end for up to 1 s (a no-op index: 1.10 s a call with
-        them, 0.14 s without). Without that pause the events of the last states were often
-        still queued at exit, where Prefect logs "Still processing items"; waiting for its
-        events worker here (``EVENTS_TIMEOUT_S`` at most) keeps stderr clean.
+        Heartbeats let a lasting server mark a crashed run; a temporary server dies with the
+        process, so nobody reads them, and Prefect's heartbeat thread, which sleeps in 1 s
+        steps, held each run's end for up to 1 s. Without that pause the events of the last
+        states were often still queued at exit, where Prefect logs "Still processing items";
+        waiting for its events worker here (``EVENTS_TIMEOUT_S`` at most) keeps stderr clean.
         """
         if self.process is None:
             yield

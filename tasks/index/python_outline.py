@@ -12,7 +12,7 @@ statement at its own indentation. That is what :mod:`ast` reports too: the tests
 two to the same outline over the standard library and generated programs, and over the
 25,000 files of site-packages plus the standard library they agreed on every definition.
 The scan runs at ~22-25 MB/s on one core, against ~3-4 MB/s for ``ast.parse``
-(``benchmarks.chunking.run``).
+(``benchmarks.chunking``).
 
 Text that does not add up (a closing bracket with nothing open, brackets still open at the
 end) has no outline. Python that ``ast`` rejects but that adds up (Python 2, say) still

@@ -1,13 +1,13 @@
 """Keep Python's full garbage collections off the objects that live as long as the process.
 
-Once its imports are done, a flow's process tracks ~420K objects (modules, Prefect's and
-pydantic's classes, functions, descriptors), none of which will ever be garbage. Python's
-full (generation 2) collection walks every one of them: 0.44-0.46 s on the development
-machine, inside whatever run triggers it. A 0.2 s no-op re-index took 0.6-0.8 s when one
-landed in it. :func:`freeze_startup` moves what is alive at the first run to the
-interpreter's permanent generation, which collections skip (``gc.freeze``), once per
-process. Frozen objects are still freed by reference counting; only a cycle among them
-would outlive its use, and startup objects (modules, classes) are not released anyway.
+Once its imports are done, a flow's process tracks hundreds of thousands of objects (modules,
+Prefect's and pydantic's classes, functions, descriptors), none of which will ever be garbage.
+Python's full (generation 2) collection walks every one of them, inside whatever run triggers
+it: long enough to double a no-op re-index (``benchmarks/vectorize``). :func:`freeze_startup`
+moves what is alive at the first run to the interpreter's permanent generation, which
+collections skip (``gc.freeze``), once per process. Frozen objects are still freed by reference
+counting; only a cycle among them would outlive its use, and startup objects (modules, classes)
+are not released anyway.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ manager with SERIALIZABLE isolation), so two agents asking to embed the same bat
 same time embed it once. The other tasks are cheap or have side effects, and don't cache.
 
 ``embed_batch`` stores its vectors in the embedding cache and returns their count, so
-Prefect's result does not hold a second copy of them (on a cold index that copy was ~270 MB
-of base64 through JSON into Redis). The flow takes the vectors handed over in-process, or
+Prefect's result does not hold a second copy of them (hundreds of megabytes of base64 JSON
+in Redis on a cold index). The flow takes the vectors handed over in-process, or
 reads them back from the embedding cache (:class:`PrefectSteps`).
 """
 
@@ -86,7 +86,7 @@ def embed_batch(
 ) -> int:
     """Embed ``texts`` into the embedding cache under ``keys``; returns how many it stored.
     With a ``handoff`` name the vectors also wait in this process for the flow. (A count,
-    not the keys: Prefect walks a list result item by item, ~5 us each.)"""
+    not the keys: Prefect walks a list result item by item.)"""
     vectors = index_steps.embed(services_for(settings), keys, texts, in_workers)
     if handoff:
         _hand_over(handoff, vectors)
@@ -165,7 +165,7 @@ def commit_index(settings: Settings, manifest: IndexManifest, namespace: str) ->
 def opaque(value: T) -> T:
     """``value`` in Prefect's ``quote``: the task receives ``value`` itself, but Prefect
     does not walk it looking for futures to track, which on thousands of chunks, texts or
-    manifest entries costs more than the task's own work (measured: ~40% of a cold run).
+    manifest entries costs more than the task's own work (``benchmarks/vectorize/floor``).
     Only under the thread-pool runner: other runners (Dask) ship parameters to other
     processes, and a ``quote`` does not survive that trip."""
     context = FlowRunContext.get()

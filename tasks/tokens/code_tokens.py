@@ -10,7 +10,8 @@ add posting-list work and no ranking signal.
 The same function tokenizes documents (at index time) and queries (at search time), so the
 two always agree. Pure and memoised: ``bytes.translate`` turns ASCII punctuation into spaces
 and ``str.split`` cuts the text into runs, both in C; each distinct run is tokenized once by
-the regular expressions below. ~50 MB/s on one core, 2.5x a ``findall`` over the whole text.
+the regular expressions below, which is faster than one ``findall`` over the whole text
+(``benchmarks/chunking``).
 
 >>> code_tokens("def getUserName(self): return self.HTTPServer_v2")
 ['getusername', 'get', 'user', 'name', 'httpserver_v2', 'http', 'server', 'v2']

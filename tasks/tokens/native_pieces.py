@@ -5,8 +5,7 @@ where cargo is installed). It does what :class:`~tasks.tokens.piece_tokens.Piece
 ``LocalEmbedder._pool`` do, with the same results bit for bit: cut each normalised text
 into pieces, encode every distinct piece once by BPE (its own implementation of the
 ``tokenizers`` crate's algorithm, byte fallback included), remember it, and average each
-text's token vectors. Over 50K code chunks (30 MB) that is ~3x less CPU than the Python path
-(tokenizing 1.4 against 4.3 s, pooling 0.3 against 0.9 s; see benchmarks/RESULTS.md).
+text's token vectors, with a fraction of the Python path's CPU (``benchmarks/native``).
 
 Without the extension, or with ``CODEFLOW_NATIVE=0``, or for a tokenizer whose shape the
 native BPE does not cover, :func:`piece_tokenizer` returns the Python tokenizer.

@@ -4,19 +4,17 @@ A namespace is one repository + branch. Rows carry the chunk's place (path, line
 symbol), its text, ``tokens`` (space-joined :func:`~tasks.tokens.code_tokens.code_tokens` of path +
 symbol + text, the BM25 field) and its vector.
 
-Choices, measured on 100K rows x 256 dims, 2 cores (see ``benchmarks/search/run.py``):
+Choices (``benchmarks/search`` measures each against the alternatives):
 
-* **Vector search: exact dot product over an in-process float32 matrix** (~2.5-4 ms at
-  100K: BLAS's matrix-vector product on every core; half that with the native extension's
-  int8 shortlist, :mod:`tasks.vectors.vector_scan`), cached per table version with each
-  row's hit columns but the text, so candidates cost no I/O; texts are read by position for
-  the final hits only. LanceDB's brute-force query took ~130 ms; IVF_HNSW_SQ built in 63 s
-  (~4 ms/query); IVF_PQ built in 40 s with poor recall without refinement; IVF_FLAT built in
-  1 s but needed ~9 ms for 94% recall. The matrix costs ~1.4 KB per chunk of memory (1 KB of
-  vector, ~0.4 KB of hit columns and the id lookup), plus 260 bytes for the int8 copy.
-  After a change to the table only the rows of new fragments are read, the others are
-  reused (~60 ms at 100K after a 1,000-row upsert, against ~130 ms to read it all, warm);
-  it is exact, and needs no index upkeep after upserts and deletes.
+* **Vector search: exact dot product over an in-process float32 matrix** (BLAS's
+  matrix-vector product on every core, or the native extension's int8 shortlist,
+  :mod:`tasks.vectors.vector_scan`), cached per table version with each row's hit columns
+  but the text, so candidates cost no I/O; texts are read by position for the final hits
+  only. It is exact, needs no index upkeep after upserts and deletes, and was faster than
+  LanceDB's brute-force query and than its ANN indexes at the recall search needs (they
+  take minutes to build, or lose recall without refinement). Memory: the vector plus the
+  hit columns, about 1.4 KB per chunk. After a change to the table only the rows of new
+  fragments are read, the others are reused.
   ``cache_vectors=False`` uses LanceDB's own search instead (better for one-shot processes
   that run a single query).
 * **BM25: LanceDB's native full-text index** over ``tokens`` with the ``whitespace``
@@ -345,9 +343,8 @@ class LanceStore(LanceTables):
         by position in the matrix's own version of the table (Lance's ``take``). The matrix
         is re-read when the table's version moves, so a query sees one consistent version.
 
-        The product is BLAS's, on every core: ~2.5-4 ms at 100K x 256 on 2 cores, against
-        ~8-10 ms on one thread and ~11-15 ms for ``einsum``; large matrices go through an int8
-        shortlist first (:class:`tasks.vectors.vector_scan.VectorScan`).
+        The product is BLAS's, on every core (faster than one thread or ``einsum``); large
+        matrices go through an int8 shortlist first (:class:`tasks.vectors.vector_scan.VectorScan`).
         (:func:`tasks.search.hybrid.hybrid_search`
         runs BM25 before it, not beside it; :mod:`config.native` stops BLAS's idle spin.)
         """
@@ -358,8 +355,8 @@ class LanceStore(LanceTables):
     def _bm25_hits(
         self, namespace: str, table: Any, terms: list[str], limit: int, with_text: bool
     ) -> list[SearchHit]:
-        """With the vector matrix cached, LanceDB returns only row addresses and scores (~3 ms
-        at 100K rows, against ~7 ms with the hit columns), which become matrix positions.
+        """With the vector matrix cached, LanceDB returns only row addresses and scores (half
+        the time of reading the hit columns too), which become matrix positions.
         The search runs first, then the matrix is checked against the table's version, so
         the matrix is of that version or a later one; a row that later version lacks was
         deleted or moved in between: left out."""

@@ -33,7 +33,7 @@ _SMALL_TABLE_ROWS = 50_000
 _FOLD_FRACTION = 10  # fold new rows into the text index past 1/10 of the indexed rows
 _SMALL_FRAGMENTS = 16  # compact once this many small files have accumulated
 #: Fragments with at least this many rows are never rewritten by compaction. Lance's own
-#: default (1M) would rewrite a whole 200K-row table to absorb a 100-row write (~5 s).
+#: default (1M) would rewrite a whole 200K-row table to absorb a 100-row write (seconds).
 COMPACT_TARGET_ROWS = 32_768
 _ID_INDEX = "id_idx"
 _TEXT_INDEX = "tokens_idx"

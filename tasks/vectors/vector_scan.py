@@ -1,15 +1,14 @@
 """Exact top-k by dot product over an in-memory float32 matrix: the vector half of search.
 
-At 100K x 256 the float32 matrix is 100 MB, and BLAS's matrix-vector product reads all of
-it per query: memory-bound, 2.0-7.6 ms on the development machine depending on the day.
-With the native extension built, large matrices also keep an int8 copy (a quarter of the
-bytes, one scale per row): the extension scores every row with integer dot products on
-every core and shortlists the best ``shortlist_size(k)`` rows, which are then scored again
-in float32 here: 2.7 against 5.2 ms at 100K x 256 (``benchmarks/search/run.py``). Only
-float32 scores leave this module, and the ranking equals the plain product's unless a true
-top-k row falls outside a shortlist 5k + 64 long: none did over the search benchmark's 513
-queries. Rows tied at the cut go to the lowest positions on both paths (duplicate chunks
-have equal vectors, hence equal int8 scores, so the shortlist keeps the same ones).
+At 100K x 256 the float32 matrix is 100 MB, and BLAS's matrix-vector product reads all of it per
+query: memory-bound. With the native extension built, large matrices also keep an int8 copy (a
+quarter of the bytes, one scale per row): the extension scores every row with integer dot
+products on every core and shortlists the best ``shortlist_size(k)`` rows, which are then scored
+again in float32 here, about twice as fast (``benchmarks/search``). Only float32 scores leave
+this module, and the ranking equals the plain product's unless a true top-k row falls outside a
+shortlist 5k + 64 long (the search benchmark counts such misses). Rows tied at the cut go to the
+lowest positions on both paths (duplicate chunks have equal vectors, hence equal int8 scores, so
+the shortlist keeps the same ones).
 """
 
 from __future__ import annotations

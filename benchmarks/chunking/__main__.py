@@ -1,6 +1,6 @@
 """Chunking throughput: how much "load & chunk" adds next to embedding.
 
-    .venv/bin/python -m benchmarks.chunking.run [DIR ...] [--repeat 3]
+    .venv/bin/python -m benchmarks.chunking [DIR ...] [--repeat 3]
 
 Default corpora: the running interpreter's standard library (without site-packages) and,
 when installed, the ``prefect`` package (PrefectHQ's own source, the corpus of the
@@ -20,15 +20,14 @@ well under 2 s per 10 MB of Python.
 from __future__ import annotations
 
 import argparse
-import ast
 import sysconfig
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
+from benchmarks.chunking import parse_quietly
 from tasks.index.chunking import ChunkingPolicy, Skip, chunk_file, chunk_files, chunk_text
 from tasks.index.languages import decode_source
 from tasks.index.python_outline import outline
@@ -63,16 +62,6 @@ def best_of(repeat: int, fn: Callable[[], int]) -> tuple[float, float, int]:
         cpus.append(time.process_time() - cpu)
         walls.append(time.perf_counter() - wall)
     return min(walls), min(cpus), count
-
-
-def parse_quietly(text: str) -> ast.Module | None:
-    """``ast.parse`` without the repository code's warnings; None when it does not parse."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return ast.parse(text)
-        except (SyntaxError, ValueError, RecursionError):
-            return None
 
 
 def parse_all(files: Files) -> int:

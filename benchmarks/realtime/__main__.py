@@ -1,6 +1,6 @@
 """Realtime fan-out benchmark: codeflow's Tornado server vs python-socketio + Redis manager.
 
-    .venv/bin/python -m benchmarks.realtime.run [--quick]
+    .venv/bin/python -m benchmarks.realtime [--quick]
 
 Each server runs in its own process on loopback, with its own redis-server; clients run in
 two other processes (``clients.py``). Per server, in one run:

@@ -5,7 +5,7 @@ then times :meth:`GitRepository.fingerprint` on the clean tree (the no-op re-ind
 budget 0.5 s for the whole flow) and with 100 edited + 20 untracked files, and
 :func:`diff_manifests` on 10K-path manifests. Prints p50/p90 of several runs.
 
-    .venv/bin/python -m benchmarks.git.run [--files 10000] [--runs 9]
+    .venv/bin/python -m benchmarks.git [--files 10000] [--runs 9]
 """
 
 from __future__ import annotations

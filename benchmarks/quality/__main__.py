@@ -1,6 +1,6 @@
 """Search-quality benchmark: docstring -> function retrieval on real code, codeflow vs BM25.
 
-    .venv/bin/python -m benchmarks.quality.run [--queries 500] [--packages prefect httpx ...]
+    .venv/bin/python -m benchmarks.quality [--queries 500] [--packages prefect httpx ...]
         [--seed 7] [--failures 0]
 
 Corpus: the Python source of installed packages (``--packages``, default

@@ -1,6 +1,6 @@
 """Production backends through the local protocol servers: throughput and rate limits.
 
-    .venv/bin/python -m benchmarks.backends.run [--chunks 20000] [--rpm 600]
+    .venv/bin/python -m benchmarks.backends [--chunks 20000] [--rpm 600]
 
 Measures, with the official clients over real HTTP on loopback:
 * OpenAIEmbedder: chunks/s and tokens/s with no limit; then requests per minute *measured

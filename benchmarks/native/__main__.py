@@ -1,6 +1,6 @@
 """The native extension against the Python path it replaces, on real code, in one process.
 
-    .venv/bin/python -m benchmarks.native.run [DIR] [--files 2500] [--repeat 3]
+    .venv/bin/python -m benchmarks.native [DIR] [--files 2500] [--repeat 3]
 
 Corpus: the first ``--files`` Python files of DIR (default: this interpreter's
 site-packages), chunked as an index run chunks them. Printed per step, best-of-N CPU

@@ -1,6 +1,6 @@
 """Sandbox benchmark: codeflow's DockerRuntime vs llm-sandbox, same engine, same image, same run.
 
-    .venv/bin/python -m benchmarks.sandbox.run [--n 30] [--quick] [--no-peer]
+    .venv/bin/python -m benchmarks.sandbox [--n 30] [--quick] [--no-peer]
 
 Measures start-to-result latency of ``print("hi")`` in a fresh container (p50/p95), the same
 with a warm pool of pre-started single-use containers, and throughput (runs/s) at 1, 4 and 16

@@ -1,6 +1,6 @@
 """Cache benchmark: codeflow's RedisCache vs cashews, same Redis server, same run.
 
-    .venv/bin/python -m benchmarks.cache.run [--quick]
+    .venv/bin/python -m benchmarks.cache [--quick]
 
 Prints p50/p99 of get, get_many(100), set, invalidate-by-tag over 1K/10K/100K tagged keys,
 and the hit rate of a realistic repeated-lookup workload (Zipf-distributed lookups of chunk

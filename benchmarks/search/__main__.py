@@ -1,6 +1,6 @@
 """Search benchmark: embedder throughput and hybrid-search latency at 100K chunks.
 
-    .venv/bin/python -m benchmarks.search.run [--rows 100000] [--random-bulk] [--queries 200]
+    .venv/bin/python -m benchmarks.search [--rows 100000] [--random-bulk] [--queries 200]
 
 Corpus: the Python standard library of the running interpreter, cut into 1,500-character
 windows at several offsets (the same file seen at shifted starts) until ``--rows`` chunks

@@ -1,0 +1,1 @@
+"""The git benchmark: ``python -m benchmarks.git``."""

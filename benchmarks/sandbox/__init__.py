@@ -1,0 +1,1 @@
+"""The sandbox benchmark: ``python -m benchmarks.sandbox``."""

@@ -1,0 +1,1 @@
+"""The vectorize benchmark: ``python -m benchmarks.vectorize``."""
