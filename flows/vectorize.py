@@ -25,9 +25,11 @@ from config.errors import ConfigError
 from tasks.embedding import Embedder
 from tasks.embedding.usage import EmbeddingUsage, usage_of
 from tasks.index.changes import Changes
+from tasks.index.chunking import chunker_id
 from tasks.index.manifests import IndexManifest, namespace_for
 from tasks.index.plans import next_manifest, stale_ids
 from tasks.pipeline.hooks import FLOW_HOOKS, remember_repo
+from tasks.pipeline.index_steps import chunking_policy
 from tasks.pipeline.long_lived import freeze_startup
 from tasks.pipeline.scheduler import Reporter, Scheduler
 from tasks.pipeline.vectorize_tasks import (
@@ -97,7 +99,12 @@ def vectorize_repository(
     known = committed | stored | set(previous.pending if previous else ())
     loaded = scheduler.run(known, frozenset() if changes.full_scan else committed)
     base_manifest = IndexManifest(
-        repo_id=fp.repo_id, branch=label, root=fp.root, commit=fp.head, embedder=embedder_id
+        repo_id=fp.repo_id,
+        branch=label,
+        root=fp.root,
+        commit=fp.head,
+        embedder=embedder_id,
+        chunker=chunker_id(chunking_policy(svc)),
     )
     manifest = next_manifest(previous, base_manifest, changes, fp.files, loaded)
     current = {i for ids in manifest.chunks.values() for i in ids}

@@ -21,6 +21,7 @@ import numpy as np
 
 from config.errors import ConfigError, EmbedderError
 from tasks.embedding import Vectors, normalize_rows
+from tasks.tokens.code_tokens import joined_tokens
 from tasks.tokens.native_pieces import NativePieceTokenizer, piece_tokenizer
 from tasks.tokens.piece_tokens import Bounds, TokenIds, flatten
 
@@ -86,8 +87,9 @@ def _encodable(text: str) -> str:
 
 
 def local_embedder_id(dimensions: int) -> str:
-    """The id :class:`LocalEmbedder` reports, known without loading the model."""
-    return f"{LOCAL_ID_PREFIX}{_LOCAL_CONFIG}:{dimensions}"
+    """The id :class:`LocalEmbedder` reports, known without loading the model (``words``:
+    it embeds a text's code tokens, see :meth:`LocalEmbedder.embed`)."""
+    return f"{LOCAL_ID_PREFIX}{_LOCAL_CONFIG}+words:{dimensions}"
 
 
 class LocalEmbedder:
@@ -101,7 +103,12 @@ class LocalEmbedder:
     native extension when it is built (:mod:`tasks.tokens.native_pieces`, another ~3x). WordLlama's
     own ``embed`` pads every batch to its longest text, which costs ~40% more on code chunks
     of uneven length.
-    Results equal WordLlama's ``embed(norm=True)``.
+
+    What is embedded is a text's code tokens (:func:`~tasks.tokens.code_tokens.joined_tokens`:
+    ``getUserName`` -> ``getusername get user name``), not its raw characters: WordLlama
+    knows English words, and it ranks code by the words its identifiers are made of far
+    better than by their camelCase spelling (``benchmarks/relevance``). Results equal
+    WordLlama's ``embed(norm=True)`` of those tokens.
     """
 
     def __init__(self, dimensions: int = 256, batch_size: int = 512) -> None:
@@ -131,7 +138,7 @@ class LocalEmbedder:
     def embed(self, texts: Sequence[str]) -> Vectors:
         out = np.zeros((len(texts), self._dimensions), dtype=np.float32)
         for start in range(0, len(texts), self._batch_size):
-            batch = texts[start : start + self._batch_size]
+            batch = joined_tokens(texts[start : start + self._batch_size])
             self._pool(*self._token_ids(batch), out[start : start + len(batch)])
         return normalize_rows(out)
 

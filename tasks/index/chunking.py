@@ -1,12 +1,14 @@
 """Load & chunk: turn one file's bytes into embeddable chunks, or say why it was skipped.
 
 Pure logic: the caller reads the files and passes ``(path, bytes)``; nothing here touches
-the disk. Python is split on syntax boundaries read off the module's
-:func:`~tasks.index.python_outline.outline` (top-level functions and classes, methods of big
-classes,
-the module code between them); every other language, and Python without an outline, goes
-through a generic splitter that prefers breaking at blank lines and shallow indentation.
-Either way the guarantees are the same:
+the disk. Code is split on syntax boundaries: each definition (function, method, class,
+struct, impl, interface, module) with its doc comment is a unit, a class too big for one
+chunk is cut into its members, and the code between definitions is grouped. Python's
+outline is read by a fast layout scan (:mod:`~tasks.index.python_outline`), the other
+languages' by tree-sitter (:mod:`~tasks.index.syntax_outline`). Long definitions, text, and
+languages without a grammar go through a generic splitter that prefers breaking at blank
+lines and shallow indentation, between statements. Small neighbours are then merged, so a
+run of one-line accessors is one chunk, not ten. Either way the guarantees are the same:
 
 * every chunk fits the budget (``max_chunk_chars`` characters and ``max_chunk_tokens``
   estimated tokens);
@@ -24,6 +26,7 @@ Either way the guarantees are the same:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import accumulate
@@ -41,6 +44,7 @@ from tasks.index.languages import (
     path_skip_reason,
 )
 from tasks.index.python_outline import Definition, outline
+from tasks.index.syntax_outline import outline as syntax_outline
 from tasks.records import Chunk, ChunkKind
 
 __all__ = [
@@ -50,11 +54,16 @@ __all__ = [
     "chunk_file",
     "chunk_files",
     "chunk_text",
+    "chunker_id",
     "detect_language",
     "estimate_tokens",
     "skip_reason_for_path",
 ]
 
+#: Bumped whenever the same file may be cut into other chunks: an index made by another
+#: version is rebuilt by the next run (its chunk IDs would not match).
+CHUNKER_VERSION = 3
+_CPP_HEADER = re.compile(r"^\s*(?:namespace\s+\w+\s*\{|template\s*<|class\s+\w+\s*[:{])", re.M)
 _BYTES_PER_TOKEN = 3
 _MAX_INDENT = 32
 _COMMENT_LEADERS = ("#", "//", "/*", "*", "--", ";", "@", "<!--", "%")
@@ -71,6 +80,8 @@ class ChunkingPolicy:
 
     max_chunk_chars: int = 1500
     max_chunk_tokens: int = 512
+    #: Neighbouring chunks smaller than this are merged while the union fits the budget.
+    min_chunk_chars: int = 0
     max_file_bytes: int = 1_000_000
     minified_avg_line_chars: int = 200
     minified_min_chars: int = 2048
@@ -97,6 +108,14 @@ class Skip:
 
     path: str
     reason: SkipReason
+
+
+def chunker_id(policy: ChunkingPolicy) -> str:
+    """What decides how files are cut: the chunker's version and the chunk budget."""
+    return (
+        f"v{CHUNKER_VERSION}:{policy.max_chunk_chars}:{policy.max_chunk_tokens}"
+        f":{policy.min_chunk_chars}"
+    )
 
 
 def estimate_tokens(text: str) -> int:
@@ -166,13 +185,52 @@ def chunk_text(
     """Chunks of already decoded text (``\\n`` newlines), with no skip checks."""
     lines = _Lines(text, policy)
     emitter = _Emitter(path, language, lines)
-    if language != "python" or not emitter.python(outline(text)):
+    if not emitter.definitions(_outline(path, text, language)):
         emitter.reset()
         emitter.span(0, len(lines.lines), None, "window")
-    return emitter.chunks
+    return _merge_small(emitter.chunks, lines, policy.min_chunk_chars)
+
+
+def _outline(path: str, text: str, language: str) -> list[Definition] | None:
+    if language == "python":
+        return outline(text)
+    if language == "typescript" and path.endswith(".tsx"):
+        language = "tsx"
+    return syntax_outline(text, language)
+
+
+def _merge_small(chunks: list[Chunk], lines: _Lines, min_chars: int) -> list[Chunk]:
+    """Consecutive chunks under ``min_chars`` joined while the union fits the budget."""
+    if min_chars <= 0 or len(chunks) < 2:
+        return chunks
+    out = [chunks[0]]
+    for chunk in chunks[1:]:
+        last = out[-1]
+        if _small(last, min_chars) and _small(chunk, min_chars):
+            a, b = last.start_line - 1, chunk.end_line
+            if lines.fits(a, b) and last.end_line < chunk.start_line:
+                out[-1] = _joined(last, chunk, lines.text_of(a, b))
+                continue
+        out.append(chunk)
+    return out
+
+
+def _small(chunk: Chunk, min_chars: int) -> bool:
+    return len(chunk.text) < min_chars
+
+
+def _joined(first: Chunk, second: Chunk, text: str) -> Chunk:
+    """One chunk of both; its symbol names each definition it holds."""
+    names = (n for c in (first, second) for n in (c.symbol or "").split(", ") if n)
+    symbol = ", ".join(dict.fromkeys(names)) or None
+    kind = first.kind if first.kind == second.kind else "window"
+    return Chunk(first.path, first.language, first.start_line, second.end_line, text, symbol, kind)
 
 
 def _refine_language(language: str, text: str) -> str:
+    """A ``.h`` header written in C++ is C++; a script without extension has a shebang."""
+    if language == "c" and _CPP_HEADER.search(text):
+        return "cpp"
     if language != "text":
         return language
     return language_from_shebang(text[:200].partition("\n")[0]) or language
@@ -387,8 +445,8 @@ class _Emitter:
             return name, "window"
         return name, "class" if is_class else "function"
 
-    def python(self, definitions: list[Definition] | None) -> bool:
-        """Chunks from the module's outline; False (and nothing emitted) when it has none."""
+    def definitions(self, definitions: list[Definition] | None) -> bool:
+        """Chunks from the file's outline; False (and nothing emitted) when it has none."""
         if definitions is None:
             return False
         self._body(definitions, 0, len(self.lines.lines), None)
@@ -423,9 +481,11 @@ class _Emitter:
         """
         lines = self.lines.lines
         start = min(max(definition.start, floor), ceiling)
+        end = max(min(definition.end, ceiling), start)
+        if self.language != "python":  # the syntax outline includes the comments already
+            return start, end
         while start > floor and lines[start - 1].lstrip().startswith("#"):
             start -= 1
-        end = max(min(definition.end, ceiling), start)
         while end < ceiling and _is_comment_deeper_than(lines[end], definition.indent):
             end += 1
         return start, end

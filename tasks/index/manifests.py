@@ -31,6 +31,7 @@ class IndexManifest:
     root: str
     commit: str | None = None
     embedder: str = ""
+    chunker: str = ""  # chunking.chunker_id of the chunks it lists
     files: dict[str, str] = field(default_factory=dict)  # path -> blob SHA
     chunks: dict[str, list[str]] = field(default_factory=dict)  # path -> chunk IDs
     skipped: dict[str, str] = field(default_factory=dict)  # path -> reason

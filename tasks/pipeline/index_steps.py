@@ -15,7 +15,7 @@ import numpy as np
 
 from tasks.embedding import Vectors
 from tasks.index.changes import Changes, diff_manifests
-from tasks.index.chunking import ChunkingPolicy, chunk_files
+from tasks.index.chunking import ChunkingPolicy, chunk_files, chunker_id
 from tasks.index.manifests import IndexManifest
 from tasks.index.plans import LoadResult
 from tasks.records import Chunk
@@ -35,26 +35,32 @@ def fingerprint(path: str) -> Fingerprint:
         return repo.fingerprint()
 
 
+def chunking_policy(svc: Services) -> ChunkingPolicy:
+    return ChunkingPolicy(max_file_bytes=svc.settings.max_file_bytes)
+
+
 def detect(
     svc: Services, fp: Fingerprint, branch: str, full: bool, embedder_id: str
 ) -> tuple[IndexManifest | None, Changes]:
-    """The last committed manifest and what changed since (everything, when the embedder
-    changed or ``full`` asks for it)."""
+    """The last committed manifest and what changed since (everything, when the embedder or
+    the chunker changed, or ``full`` asks for it)."""
     previous = svc.manifests.load(fp.repo_id, branch)
-    stale_embedder = previous is not None and previous.embedder != embedder_id
+    stale = previous is not None and (
+        previous.embedder != embedder_id or previous.chunker != chunker_id(chunking_policy(svc))
+    )
     changes = diff_manifests(
-        previous.files if previous else None, fp.files, force_full_scan=full or stale_embedder
+        previous.files if previous else None, fp.files, force_full_scan=full or stale
     )
     return previous, changes
 
 
 def load(svc: Services, root: str, paths: list[str], in_workers: bool) -> LoadResult:
     """Read ``paths`` under ``root`` (never following a link) and chunk them."""
-    max_bytes = svc.settings.max_file_bytes
+    policy = chunking_policy(svc)
     with GitRepository.open(root) as repo:
-        contents, skipped = repo.read_files(paths, max_bytes=max_bytes)
+        contents, skipped = repo.read_files(paths, max_bytes=policy.max_file_bytes)
     chunk = svc.pool.chunk if in_workers else chunk_files
-    chunks, skips = chunk(list(contents.items()), ChunkingPolicy(max_file_bytes=max_bytes))
+    chunks, skips = chunk(list(contents.items()), policy)
     skipped.update({s.path: s.reason for s in skips})
     return LoadResult(chunks=chunks, skipped=skipped)
 

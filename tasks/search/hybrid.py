@@ -17,19 +17,24 @@ from config.errors import ConfigError, VectorStoreError
 from tasks.embedding import Embedder
 from tasks.embedding.local_embedder import LOCAL_ID_PREFIX
 from tasks.records import SearchHit
-from tasks.search.ranking import fuse
-from tasks.tokens.code_tokens import code_tokens, unique_tokens
+from tasks.search.query import analyze
+from tasks.search.ranking import fuse, group_neighbours, joined
+from tasks.tokens.code_tokens import query_tokens
 from tasks.vectors import HybridStore
 
-#: Each retriever returns this many candidates per requested hit, so fusion and priors
-#: have room to promote a chunk that one retriever ranked low.
-CANDIDATES_PER_HIT = 5
-MIN_CANDIDATES = 20
+#: Each retriever returns this many candidates per requested hit (at least
+#: ``MIN_CANDIDATES``), so fusion and priors have room to promote a chunk that one
+#: retriever ranked low: the right chunk is in the top 100 of one retriever for most
+#: questions, and in the top 10 for far fewer (``benchmarks/relevance``).
+CANDIDATES_PER_HIT = 8
+MIN_CANDIDATES = 80
 MAX_LIMIT = 1000
+#: Hits read beyond ``limit``, so that copies of one chunk can be dropped and the list
+#: still be full.
+DUPLICATE_MARGIN = 5
 #: The vector half's weight in the fusion for WordLlama's static vectors, the BM25 half's
-#: being 1. Chosen on 1,000 docstring -> function queries over 16 packages that the quality
-#: benchmark does not use (NDCG@10 0.457 at 0.25 against 0.404 at 1.0; 0.25 also had the
-#: best recall), then checked on the benchmark's own packages (benchmarks/RESULTS.md).
+#: being 1: at equal weight they pull the hybrid below its BM25 half; 0.25 is best on our
+#: evaluation set, in every category (``benchmarks/relevance``).
 LOCAL_SEMANTIC_WEIGHT = 0.25
 
 
@@ -77,13 +82,29 @@ def hybrid_search(
     """
     text = _check(query, limit, store, embedder)
     candidates = max(limit * CANDIDATES_PER_HIT, MIN_CANDIDATES)
-    tokens = unique_tokens(code_tokens(text))
+    tokens = query_tokens(text)
     # BM25, then vectors, one after the other: each is faster with both cores to itself
     # (LanceDB's search threads; BLAS's, which spin after the product unless the entry point
-    # shortened that, see config/native.py) than the two side by side. Measured at 100K
-    # chunks, interleaved: p50 18.3 ms against 22.2.
+    # shortened that, see config/native.py) than the two side by side (benchmarks/search).
     lexical = store.text_search(namespace, tokens, candidates, with_text=False) if tokens else []
     semantic = store.query(namespace, embedder.embed([text])[0], candidates, with_text=False)
     weight = semantic_weight_for(embedder.id) if semantic_weight is None else semantic_weight
-    best = fuse(lexical, semantic, text, limit, semantic_weight=weight)
-    return store.with_text(namespace, best)
+    ranked = fuse(lexical, semantic, analyze(text), 2 * candidates, semantic_weight=weight)
+    groups = group_neighbours(ranked, limit + DUPLICATE_MARGIN)
+    texts = {hit.id: hit for hit in store.with_text(namespace, [h for g in groups for h in g])}
+    hits = [joined([texts.get(hit.id, hit) for hit in group]) for group in groups]
+    return _without_copies(hits)[:limit]
+
+
+def _without_copies(hits: list[SearchHit]) -> list[SearchHit]:
+    """``hits`` without later copies of an earlier hit's text (a file vendored twice, a
+    generated twin): the copy adds nothing to read."""
+    seen: set[str] = set()
+    kept = []
+    for hit in hits:
+        key = hit.text.strip()
+        if key and key in seen:
+            continue
+        seen.add(key)
+        kept.append(hit)
+    return kept

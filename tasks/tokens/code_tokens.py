@@ -118,6 +118,51 @@ def unique_tokens(tokens: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(tokens))
 
 
+#: English suffixes a question's words carry and the code's words mostly do not
+#: ("redirects", "interned", "handling" against ``redirect``, ``intern``, ``handle``).
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ied", "ies", "ers", "er", "ed", "es", "s", "ly")
+_MIN_STEM = 3
+_MIN_ING_STEM = 4  # "string" is not "str" + "ing"
+
+
+def stem(token: str) -> str:
+    """``token`` without one common English suffix (a light, rule-based stemmer)."""
+    for suffix in _SUFFIXES:
+        shortest = _MIN_ING_STEM if "ing" in suffix else _MIN_STEM
+        if token.endswith(suffix) and len(token) - len(suffix) >= shortest:
+            root = token[: -len(suffix)]
+            return root + "y" if suffix in ("ied", "ies") else root
+    return token
+
+
+def query_tokens(text: str) -> list[str]:
+    """A query's BM25 terms: its code tokens, then the stems they do not already hold
+    (``handling`` also asks for ``handl`` and ``handle``). Documents are not stemmed: a
+    question's inflected words then still match code that spells them out, and the stems
+    find the rest."""
+    tokens = unique_tokens(code_tokens(text))
+    extra = []
+    for token in tokens:
+        root = stem(token)
+        if root != token:
+            extra.append(root)
+            if token.endswith(("ing", "ed")):
+                extra.append(root + "e")
+    return unique_tokens(tokens + extra)
+
+
+def joined_tokens(texts: Sequence[str]) -> list[str]:
+    """``" ".join(code_tokens(text))`` of each text, through the native extension for
+    ASCII texts when it is built (the same tokens, several times faster)."""
+    if not native_available():
+        return [_joined_tokens(text) for text in texts]
+    try:
+        native = _native_tokenizer().joined_tokens(list(texts))
+    except UnicodeEncodeError:  # a lone surrogate, which the extension cannot take: rare
+        return [_joined_tokens(text) for text in texts]
+    return [_joined_tokens(t) if doc is None else doc for t, doc in zip(texts, native, strict=True)]
+
+
 def _document_text(chunk: Chunk) -> str:
     return f"{chunk.path}\n{chunk.symbol or ''}\n{chunk.text}"
 

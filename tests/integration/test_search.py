@@ -121,7 +121,7 @@ def test_local_embedder_rows_are_normalised_and_deterministic(embedder: LocalEmb
     assert first.dtype == np.float32 and first.shape == (2, 256)
     assert np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
     assert np.array_equal(first, second[::-1])
-    assert embedder.id == "wordllama:l2_supercat:256"
+    assert embedder.id == "wordllama:l2_supercat+words:256"
     assert embedder.embed([]).shape == (0, 256)
 
 

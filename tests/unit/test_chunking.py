@@ -221,29 +221,34 @@ const handler = async (event) => {
 """
 
 
-def test_js_fallback_breaks_at_top_level_boundaries_and_names_symbols() -> None:
+def test_javascript_definitions_are_units_with_their_doc_comments() -> None:
     chunks = chunks_of(
         "web/app.js", JS_SOURCE, ChunkingPolicy(max_chunk_chars=110, max_chunk_tokens=60)
     )
-    # The import line is merged with the small function after it: the window is named
-    # after the definition it contains but is not "the function" itself.
     assert summary(chunks) == [
-        ("window", "add", 1, 6),
+        ("module", None, 1, 1),
+        ("function", "add", 3, 6),  # from its doc comment, through the export
         ("class", "Widget", 8, 12),
-        ("function", "handler", 14, 16),
+        ("function", "handler", 14, 16),  # an arrow function bound to a name
     ]
-    assert chunks[1].text.endswith("  }\n}")
+    assert chunks[2].text.endswith("  }\n}")
     assert {c.language for c in chunks} == {"javascript"}
 
 
-def test_small_file_in_other_language_is_one_window() -> None:
-    chunks = chunks_of("main.go", "package main\n\nfunc main() {\n}\n")
-    assert summary(chunks) == [("window", "main", 1, 4)]
+def test_small_neighbours_merge_when_asked() -> None:
+    source = "package main\n\nfunc main() {\n}\n"
+    assert summary(chunks_of("main.go", source)) == [
+        ("module", None, 1, 1),
+        ("function", "main", 3, 4),
+    ]
+    merged = chunks_of("main.go", source, ChunkingPolicy(min_chunk_chars=100))
+    assert summary(merged) == [("window", "main", 1, 4)]
+    assert merged[0].text == source.rstrip("\n")
 
 
 def test_go_method_symbol_and_rust_fn_symbol() -> None:
     go = "func (s *Server) Serve() error {\n" + "\tx := 1\n" * 300 + "}\n"
-    assert chunks_of("s.go", go)[0].symbol == "Serve"
+    assert {c.symbol for c in chunks_of("s.go", go)} == {"Server.Serve"}  # every piece
     rust = "impl Server {\n    pub async fn serve(&self) {}\n}\n"
     assert chunks_of("s.rs", rust)[0].symbol == "Server"
 
