@@ -32,6 +32,7 @@ from server.handlers import (
     HealthHandler,
     MetricsHandler,
     ReadyHandler,
+    RelatedHandler,
     SearchHandler,
 )
 from server.hub import Hub
@@ -184,4 +185,5 @@ def routes(context: ServerContext) -> list[Any]:
         (r"/metrics", MetricsHandler, deps),
         (r"/api/cache-stats", CacheStatsHandler, deps),
         (r"/api/search", SearchHandler, deps),
+        (r"/api/related", RelatedHandler, deps),
     ]

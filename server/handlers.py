@@ -7,6 +7,7 @@
 /metrics           Prometheus text
 /api/cache-stats   cache hit/miss counters per namespace (needs a token)
 /api/search        hybrid search of an indexed repository (needs a token)
+/api/related       the code related to a place in a file (needs a token)
 """
 
 from __future__ import annotations
@@ -210,10 +211,16 @@ class SearchHandler(_PlainHandler):
         if not repo or not limit.isdigit():
             self.write_json(400, {"error": "repo=PATH is required and limit must be a number"})
             return
+        results = await self.run_search(_search, repo, query, int(limit))
+        if results is not None:
+            self.write_json(200, {"query": query, "repo": repo, "results": results})
+
+    async def run_search(self, work: Any, *args: Any) -> list[dict[str, Any]] | None:
+        """``work(settings, *args)`` on the search thread; a codeflow error is answered."""
         ctx, loop = self.context, asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(
-                ctx.searches, _search, ctx.settings, repo, query, int(limit)
+            found: list[dict[str, Any]] = await loop.run_in_executor(
+                ctx.searches, work, ctx.settings, *args
             )
         except ConfigError as exc:
             self.write_json(400, {"error": str(exc)})
@@ -222,7 +229,28 @@ class SearchHandler(_PlainHandler):
         except CodeflowError as exc:
             self.write_json(503, {"error": str(exc)})
         else:
-            self.write_json(200, {"query": query, "repo": repo, "results": results})
+            return found
+        return None
+
+
+class RelatedHandler(SearchHandler):
+    """``GET /api/related?repo=PATH&file=FILE&line=N[&limit=K]`` (needs a token):
+    ``{"repo", "file", "line", "results"}``, where ``results`` is what ``codeflow related
+    FILE:LINE --repo PATH --json`` prints (``file`` is repo-relative)."""
+
+    async def get(self) -> None:
+        if not self.context.authorized(self.request):
+            self.write_json(401, {"error": "a valid token is required"})
+            return
+        repo, file = self.get_query_argument("repo", ""), self.get_query_argument("file", "")
+        line, limit = self.get_query_argument("line", ""), self.get_query_argument("limit", "10")
+        if not repo or not file or not line.isdigit() or not limit.isdigit():
+            self.write_json(400, {"error": "repo, file and a numeric line are required"})
+            return
+        results = await self.run_search(_related, repo, file, int(line), int(limit))
+        if results is not None:
+            body = {"repo": repo, "file": file, "line": int(line), "results": results}
+            self.write_json(200, body)
 
 
 class DashboardHandler(_PlainHandler):
@@ -239,3 +267,12 @@ def _search(settings: Settings, repo: str, query: str, limit: int) -> list[dict[
     from tasks.services import services_for
 
     return search_repository(services_for(settings), repo, query, limit)
+
+
+def _related(
+    settings: Settings, repo: str, file: str, line: int, limit: int
+) -> list[dict[str, Any]]:
+    from tasks.search.related import related_code
+    from tasks.services import services_for
+
+    return related_code(services_for(settings), repo, file, line, limit)

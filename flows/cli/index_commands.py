@@ -1,6 +1,6 @@
-"""``codeflow index``, ``codeflow search`` and ``codeflow status``.
+"""``codeflow index``, ``codeflow search``, ``codeflow related`` and ``codeflow status``.
 
-``search`` and ``status`` never start a flow: they read the manifest and the store (see
+``search``, ``related`` and ``status`` never start a flow: they read the manifest and the store (see
 :mod:`tasks.search.repository_search`, which the server's ``/api/search`` shares).
 """
 
@@ -11,6 +11,7 @@ import json
 import sys
 import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 from config import Settings, with_backends
@@ -35,6 +36,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     search.add_argument("--json", action="store_true", help="print a JSON array")
     _backend_options(search)
     search.set_defaults(handler=run_search)
+    related = commands.add_parser("related", help="the code most related to a place in a file")
+    related.add_argument("place", metavar="FILE:LINE", help="a file of the repository and a line")
+    related.add_argument("--repo", help="the indexed repository (default: the one holding FILE)")
+    related.add_argument("--limit", type=int, default=10, help="results (default 10)")
+    related.add_argument("--json", action="store_true", help="print a JSON array")
+    _backend_options(related)
+    related.set_defaults(handler=run_related)
     status = commands.add_parser("status", help="what is indexed for a repository")
     status.add_argument("path")
     status.add_argument("--json", action="store_true", help="print one JSON object")
@@ -109,6 +117,37 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
     hits = search_repository(services_for(settings), args.repo, args.query, args.limit)
     _print_hits(hits, args.json)
     return 0
+
+
+def run_related(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks.search.related import related_code
+
+    repo, path, line = _place(args.place, args.repo)
+    settings = with_backends(settings, args.embedder, args.store)
+    _print_hits(related_code(services_for(settings), repo, path, line, args.limit), args.json)
+    return 0
+
+
+def _place(place: str, repo: str | None) -> tuple[str, str, int]:
+    """``FILE:LINE`` as (repository, repo-relative path, line). FILE is a path on disk
+    (absolute, or relative to here) or, with ``--repo``, relative to the repository."""
+    file, sep, line = place.rpartition(":")
+    if not sep or not line.isdigit() or int(line) < 1:
+        raise ConfigError(f"{place!r}: expected FILE:LINE, e.g. src/app.py:42")
+    on_disk = Path(file).expanduser()
+    if repo is not None and not on_disk.is_absolute() and not on_disk.exists():
+        return repo, file, int(line)
+    if not on_disk.exists():
+        raise ConfigError(
+            f"{file}: no such file; pass a path on disk, or --repo and a repo-relative path"
+        )
+    with GitRepository.open(repo or on_disk.parent) as opened:
+        root = opened.root
+    try:
+        relative = on_disk.resolve().relative_to(root).as_posix()
+    except ValueError:
+        raise ConfigError(f"{file} is not inside the repository at {root}") from None
+    return str(root), relative, int(line)
 
 
 def _print_hits(hits: list[dict[str, Any]], as_json: bool) -> None:

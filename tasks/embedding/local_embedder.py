@@ -86,10 +86,10 @@ def _encodable(text: str) -> str:
     return text
 
 
-def local_embedder_id(dimensions: int) -> str:
-    """The id :class:`LocalEmbedder` reports, known without loading the model (``words``:
-    it embeds a text's code tokens, see :meth:`LocalEmbedder.embed`)."""
-    return f"{LOCAL_ID_PREFIX}{_LOCAL_CONFIG}+words:{dimensions}"
+def local_embedder_id(dimensions: int, words: bool = True) -> str:
+    """The id :class:`LocalEmbedder` reports, known without loading the model (``+words``:
+    it embeds a text's code tokens, see :class:`LocalEmbedder`)."""
+    return f"{LOCAL_ID_PREFIX}{_LOCAL_CONFIG}{'+words' if words else ''}:{dimensions}"
 
 
 class LocalEmbedder:
@@ -108,10 +108,10 @@ class LocalEmbedder:
     ``getUserName`` -> ``getusername get user name``), not its raw characters: WordLlama
     knows English words, and it ranks code by the words its identifiers are made of far
     better than by their camelCase spelling (``benchmarks/relevance``). Results equal
-    WordLlama's ``embed(norm=True)`` of those tokens.
+    WordLlama's ``embed(norm=True)`` of those tokens (``words=False``: of the raw text).
     """
 
-    def __init__(self, dimensions: int = 256, batch_size: int = 512) -> None:
+    def __init__(self, dimensions: int = 256, batch_size: int = 512, *, words: bool = True) -> None:
         if dimensions not in LOCAL_DIMENSIONS:
             raise ConfigError(
                 f"the local embedder supports dimensions {LOCAL_DIMENSIONS}, not {dimensions}"
@@ -126,10 +126,11 @@ class LocalEmbedder:
         self._pieces = piece_tokenizer(self._tokenizer, self._table)
         self._dimensions = dimensions
         self._batch_size = batch_size
+        self._words = words
 
     @property
     def id(self) -> str:
-        return local_embedder_id(self._dimensions)
+        return local_embedder_id(self._dimensions, self._words)
 
     @property
     def dimensions(self) -> int:
@@ -138,7 +139,8 @@ class LocalEmbedder:
     def embed(self, texts: Sequence[str]) -> Vectors:
         out = np.zeros((len(texts), self._dimensions), dtype=np.float32)
         for start in range(0, len(texts), self._batch_size):
-            batch = joined_tokens(texts[start : start + self._batch_size])
+            batch = texts[start : start + self._batch_size]
+            batch = joined_tokens(batch) if self._words else batch
             self._pool(*self._token_ids(batch), out[start : start + len(batch)])
         return normalize_rows(out)
 

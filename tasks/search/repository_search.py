@@ -17,6 +17,7 @@ from tasks.repo.git_repository import GitRepository
 from tasks.search.ranking import RANKING_VERSION
 
 if TYPE_CHECKING:
+    from tasks.records import SearchHit
     from tasks.services import Services
 
 # tasks.search.hybrid checks the same bounds (its MAX_LIMIT); checked here too, before the cache
@@ -55,26 +56,28 @@ def search_repository(
     return hits
 
 
-def _search(rt: Services, query: str, namespace: str, limit: int) -> list[dict[str, Any]]:
+def _search(svc: Services, query: str, namespace: str, limit: int) -> list[dict[str, Any]]:
     from tasks.search.hybrid import hybrid_search
 
     hits = hybrid_search(
         query,
-        store=rt.store,
-        embedder=rt.embedder,
+        store=svc.store,
+        embedder=svc.embedder,
         namespace=namespace,
         limit=limit,
-        semantic_weight=rt.settings.semantic_weight,
+        semantic_weight=svc.settings.semantic_weight,
     )
-    return [
-        {
-            "path": h.path,
-            "start_line": h.start_line,
-            "end_line": h.end_line,
-            "score": round(h.score, 6),
-            "symbol": h.symbol,
-            "language": h.language,
-            "text": h.text,
-        }
-        for h in hits
-    ]
+    return [hit_json(h) for h in hits]
+
+
+def hit_json(hit: SearchHit) -> dict[str, Any]:
+    """A hit as ``codeflow search --json`` prints it."""
+    return {
+        "path": hit.path,
+        "start_line": hit.start_line,
+        "end_line": hit.end_line,
+        "score": round(hit.score, 6),
+        "symbol": hit.symbol,
+        "language": hit.language,
+        "text": hit.text,
+    }

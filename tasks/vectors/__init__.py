@@ -72,6 +72,10 @@ class HybridStore(Protocol):
 
     def with_text(self, namespace: str, hits: Sequence[SearchHit]) -> list[SearchHit]: ...
 
+    def chunks(self, namespace: str, ids: Sequence[str]) -> list[SearchHit]:
+        """The stored chunks of ``ids``, with their text (unknown ids are left out)."""
+        ...
+
 
 class IndexStore(VectorStore, HybridStore, Protocol):
     """What a configured backend is: written by indexing, read by search."""

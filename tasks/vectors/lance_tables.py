@@ -312,6 +312,10 @@ class LanceTables:
             found.update((row["id"], row) for row in rows.to_pylist())
         return found
 
+    def chunks(self, namespace: str, ids: Sequence[str]) -> list[SearchHit]:
+        """The stored chunks of ``ids`` (with their text; unknown ids are left out)."""
+        return [hit_from_row(row, 0.0) for row in self.rows(namespace, ids).values()]
+
     def text_search(
         self, namespace: str, query_tokens: list[str], limit: int, *, with_text: bool = True
     ) -> list[SearchHit]:

@@ -100,6 +100,10 @@ class MemoryStore:
         scored = [(row, _bm25(row, terms, rows)) for row in rows]
         return _best([(row, score) for row, score in scored if score > 0], limit, with_text)
 
+    def chunks(self, namespace: str, ids: Sequence[str]) -> list[SearchHit]:
+        rows = self._rows(namespace)
+        return [_hit(rows[i].chunk, 0.0, with_text=True) for i in ids if i in rows]
+
     def with_text(self, namespace: str, hits: Sequence[SearchHit]) -> list[SearchHit]:
         rows = self._rows(namespace)
         return [replace(h, text=rows[h.id].chunk.text) if h.id in rows else h for h in hits]

@@ -277,6 +277,9 @@ class PineconeStore:
     ) -> list[SearchHit]:
         return self._catalog.text_search(namespace, query_tokens, limit, with_text=with_text)
 
+    def chunks(self, namespace: str, ids: Sequence[str]) -> list[SearchHit]:
+        return self._catalog.chunks(namespace, ids)
+
     def with_text(self, namespace: str, hits: Sequence[SearchHit]) -> list[SearchHit]:
         return self._catalog.with_text(namespace, hits)
 

@@ -522,3 +522,43 @@ def test_batch_vectors_without_a_handoff_come_from_the_embedding_cache(
     rt.embedding_store.delete(*keys)
     assert batch_vectors("h2", keys, texts).tolist() == expected.tolist()
     assert sorted(rt.embeddings.lookup(keys)) == [0, 1, 2], "re-embedded, not handed over"
+
+
+def test_related_from_the_command_line_and_over_http(indexer: Indexer, tmp_path: Path) -> None:
+    """`codeflow related FILE:LINE` finds the code sharing the place's names; the server's
+    /api/related answers the same, and refuses what it cannot read."""
+    repo = make_repo(tmp_path / "repo", SOURCES)
+    indexer.index(repo)
+    code, out, err = indexer.cli("related", f"{repo}/app/models.py:5", "--limit", "3", "--json")
+    assert code == 0, err
+    hits = json.loads(out)
+    # the test that calls greeting(), and the code that stores users
+    assert {"tests/test_models.py", "app/storage.py"} == {h["path"] for h in hits[:3]}
+    assert all(h["path"] != "app/models.py" for h in hits)
+    same, _, _ = indexer.cli("related", "app/models.py:5", "--repo", str(repo), "--json")
+    assert same == 0
+    bad = indexer.cli("related", "app/models.py", "--repo", str(repo))
+    assert bad[0] == 1 and "expected FILE:LINE" in bad[2]
+
+    async def scenario() -> list[tuple[int, Any]]:
+        settings = load_settings(indexer.env)
+        async with live_server(settings, indexer.env["REDIS_URL"], unique_stream()) as server:
+            token = server.token("runs")
+
+            async def ask(**params: Any) -> tuple[int, Any]:
+                reply = await tornado.httpclient.AsyncHTTPClient().fetch(
+                    server.url("/api/related?" + urlencode(params)), raise_error=False
+                )
+                return reply.code, orjson.loads(reply.body)
+
+            place = {"repo": str(repo), "file": "app/models.py", "line": 5, "limit": 3}
+            return [
+                await ask(**place, token=token),
+                await ask(**place),
+                await ask(**{**place, "line": "five"}, token=token),
+                await ask(**{**place, "file": "app/nothing.py"}, token=token),
+            ]
+
+    ok, anonymous, bad_line, unknown = run(scenario())
+    assert ok[0] == 200 and ok[1]["results"] == hits
+    assert (anonymous[0], bad_line[0], unknown[0]) == (401, 400, 400)
