@@ -19,6 +19,11 @@ this process, in CPU seconds (so that the two cores do not blur the comparison):
 Their sum besides embedding is a lower bound of the pipeline's overhead, not an estimate
 of it: a run also hashes every text twice, looks up and fills the embedding cache in
 Redis, and moves chunks and vectors between processes.
+
+The corpus is Python. Chunking the other languages goes through tree-sitter; its cost is
+printed on its own, against the embedding of the same chunks, over the relevance
+benchmark's projects in ten other languages (``python -m benchmarks.relevance.corpus``
+fetches them; without them that part is skipped).
 """
 
 from __future__ import annotations
@@ -155,6 +160,30 @@ def prefect_seconds(api: PrefectApi, runs: int) -> float:
     return own + server
 
 
+def other_languages() -> None:
+    """Tree-sitter chunking against embedding, over the relevance corpus's non-Python files."""
+    from benchmarks.relevance.corpus import DEFAULT_CACHE, projects
+    from tasks.index.chunking import ChunkingPolicy, chunk_files
+
+    trees = [DEFAULT_CACHE / p.name / "tree" for p in projects() if p.language != "python"]
+    if not all((tree / ".git").is_dir() for tree in trees):
+        print("\nother languages: skipped (fetch them: python -m benchmarks.relevance.corpus)")
+        return
+    files = [
+        (path.relative_to(tree).as_posix(), path.read_bytes())
+        for tree in trees
+        for path in sorted(tree.rglob("*"))
+        if path.is_file() and ".git" not in path.parts and not path.name.endswith(".py")
+    ]
+    (chunks, _), chunk_s = cpu_seconds(lambda: chunk_files(files, ChunkingPolicy()))
+    _, embed_s = embed([c.text for c in chunks])
+    megabytes = sum(len(data) for _, data in files) / 1e6
+    print(f"\nother languages: {len(files)} files, {megabytes:.1f} MB, {len(chunks)} chunks")
+    print(f"{'embedding (codeflow embedder)':<58} {embed_s:7.2f} {'100%':>13}")
+    name = "chunking, syntax-aware (tree-sitter)"
+    print(f"{name:<58} {chunk_s:7.2f} {chunk_s / embed_s:12.0%}")
+
+
 def report(figures: dict[str, float], embed_s: float, corpus: str) -> None:
     print(corpus)
     print(f"{'part':<58} {'CPU-s':>7} {'vs embedding':>13}")
@@ -192,6 +221,7 @@ def main() -> None:
             api.stop()
         megabytes = sum(f.stat().st_size for f in files) / 1e6
         report(figures, embed_s, f"{len(files)} files, {megabytes:.1f} MB, {chunks} chunks")
+    other_languages()
 
 
 if __name__ == "__main__":
