@@ -462,6 +462,14 @@ def test_hostile_files_are_skipped_and_counted(tmp_path: Path, indexer: Indexer)
     shutil.rmtree(repo)
 
 
+async def http_get(url: str, **params: Any) -> tuple[int, Any]:
+    """GET ``url`` with ``params``: the status and the JSON body."""
+    reply = await tornado.httpclient.AsyncHTTPClient().fetch(
+        f"{url}?{urlencode(params)}", raise_error=False
+    )
+    return reply.code, orjson.loads(reply.body)
+
+
 def test_http_search_answers_as_the_cli_does(tmp_path: Path, indexer: Indexer) -> None:
     """``GET /api/search`` on the realtime server: the CLI's hits, clear HTTP errors."""
     repo = make_repo(tmp_path / "repo", SOURCES)
@@ -475,10 +483,7 @@ def test_http_search_answers_as_the_cli_does(tmp_path: Path, indexer: Indexer) -
             token = server.token("runs")
 
             async def ask(**params: Any) -> tuple[int, Any]:
-                reply = await tornado.httpclient.AsyncHTTPClient().fetch(
-                    server.url("/api/search?" + urlencode(params)), raise_error=False
-                )
-                return reply.code, orjson.loads(reply.body)
+                return await http_get(server.url("/api/search"), **params)
 
             code, body = await ask(q=query, repo=str(repo), limit=3, token=token)
             assert code == 200, body
@@ -546,10 +551,7 @@ def test_related_from_the_command_line_and_over_http(indexer: Indexer, tmp_path:
             token = server.token("runs")
 
             async def ask(**params: Any) -> tuple[int, Any]:
-                reply = await tornado.httpclient.AsyncHTTPClient().fetch(
-                    server.url("/api/related?" + urlencode(params)), raise_error=False
-                )
-                return reply.code, orjson.loads(reply.body)
+                return await http_get(server.url("/api/related"), **params)
 
             place = {"repo": str(repo), "file": "app/models.py", "line": 5, "limit": 3}
             return [
