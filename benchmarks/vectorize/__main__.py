@@ -43,7 +43,7 @@ from benchmarks.vectorize.bounds import (
     python_path_seconds,
     wordllama_seconds,
 )
-from benchmarks.vectorize.corpus import (
+from benchmarks.vectorize.site_packages import (
     EDITED_FILES,
     MAX_BYTES,
     append_helper,

@@ -11,7 +11,7 @@ import os
 import time
 from typing import Any
 
-from benchmarks.vectorize.corpus import flow_batches
+from benchmarks.vectorize.site_packages import flow_batches
 
 
 def embedder_seconds(texts: list[str], workers: int) -> float:

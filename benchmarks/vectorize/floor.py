@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from benchmarks.common import codeflow_home
-from benchmarks.vectorize.corpus import MAX_BYTES, build_corpus, flow_batches
+from benchmarks.vectorize.site_packages import MAX_BYTES, build_corpus, flow_batches
 from config import load_settings
 from flows.cli.prefect_api import PrefectApi, start_prefect_api
 

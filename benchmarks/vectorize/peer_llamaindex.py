@@ -52,7 +52,7 @@ from llama_index.storage.docstore.redis import RedisDocumentStore
 from llama_index.storage.kvstore.redis import RedisKVStore as RedisCache
 from llama_index.vector_stores.lancedb import LanceDBVectorStore
 
-from benchmarks.vectorize.corpus import append_helper
+from benchmarks.vectorize.site_packages import append_helper
 from tasks.embedding.local_embedder import LocalEmbedder
 from tasks.tokens.openai_tokens import token_counter
 
