@@ -9,6 +9,8 @@ from typing import Any
 
 from config import Settings
 from config.errors import ConfigError
+from tasks.sandbox.models import ExecutionResult, Violation
+from tasks.sandbox.policy import syntax_error
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,25 +45,30 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _read_code(source: str) -> str:
+def _read_code(source: str) -> str | ExecutionResult:
+    """The file's code, or the ``rejected`` result of code that is not Python at all (bytes
+    that are not UTF-8, a syntax error): that is about the user's code, so it is a result,
+    not a tool error. A file that cannot be read is a tool error."""
     try:
         data = sys.stdin.buffer.read() if source == "-" else open(source, "rb").read()  # noqa: SIM115
     except OSError as exc:
         raise ConfigError(f"cannot read {source}: {exc.strerror}") from None
     try:
         code = data.decode("utf-8")
-        compile(code, source, "exec", dont_inherit=True)
-    except UnicodeDecodeError:
-        raise ConfigError(f"{source}: not UTF-8 text") from None
-    except SyntaxError as exc:
-        raise ConfigError(f"{source}:{exc.lineno}: invalid Python: {exc.msg}") from None
-    return code
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return ExecutionResult.rejected(Violation(line, 0, "encoding", "not UTF-8 text"))
+    problem = syntax_error(code)
+    return ExecutionResult.rejected(problem) if problem is not None else code
 
 
 def run_in_sandbox(args: argparse.Namespace, settings: Settings) -> int:
-    code = _read_code(args.file)
     if args.timeout is not None and not 0 < args.timeout <= 3600:
         raise ConfigError("--timeout must be between 0 and 3600 seconds")
+    code = _read_code(args.file)
+    if isinstance(code, ExecutionResult):  # nothing to run: no engine, no flow needed
+        _print_result({**code.to_dict(), "cached": False}, args.json)
+        return 3
     from flows.cli.prefect_api import start_prefect_api
     from tasks.sandbox.docker_runtime import DockerRuntime
 

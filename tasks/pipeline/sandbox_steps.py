@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tasks.sandbox.models import ExecutionRequest, ExecutionResult, Limits, Violation
-from tasks.sandbox.policy import check_code
+from tasks.sandbox.policy import check_code, syntax_error
 
 if TYPE_CHECKING:
     from tasks.services import Services
@@ -45,8 +45,12 @@ class Program:
 
 
 def run_program(steps: SandboxSteps, program: Program) -> tuple[ExecutionResult, bool]:
-    """The program's result, and whether it came from the cache. Code the AST policy refuses
-    never reaches a container; timeouts and infrastructure errors are never cached."""
+    """The program's result, and whether it came from the cache. Code that is not Python
+    (``rejected``) or that the AST policy refuses (``blocked``) never reaches a container;
+    timeouts and infrastructure errors are never cached."""
+    problem = syntax_error(program.code)
+    if problem is not None:
+        return ExecutionResult.rejected(problem), False
     violations = steps.pre_validate(program.code) if program.ast_check else []
     if violations:
         return ExecutionResult.blocked(violations), False

@@ -21,8 +21,10 @@ from typing import Any, Literal
 
 from config.errors import ConfigError
 
-Status = Literal["ok", "error", "blocked", "timeout", "oom", "output_limit"]
-STATUSES: tuple[Status, ...] = ("ok", "error", "blocked", "timeout", "oom", "output_limit")
+Status = Literal["ok", "error", "blocked", "rejected", "timeout", "oom", "output_limit"]
+STATUSES: tuple[Status, ...] = (
+    "ok", "error", "blocked", "rejected", "timeout", "oom", "output_limit",
+)  # fmt: skip
 SIGKILL_EXIT = 137
 MAX_INPUT_FILES = 256
 
@@ -172,6 +174,12 @@ class ExecutionResult:
         """The result for code the AST policy refused: nothing ran."""
         text = "\n".join(str(v) for v in violations)
         return cls("blocked", None, "", text, 0.0, violations=tuple(violations), run_id=run_id)
+
+    @classmethod
+    def rejected(cls, problem: Violation, run_id: str = "") -> ExecutionResult:
+        """The result for code that is not Python at all (a syntax error, bytes that are not
+        UTF-8): nothing ran, and the message and line say why."""
+        return cls("rejected", None, "", str(problem), 0.0, violations=(problem,), run_id=run_id)
 
 
 def classify_outcome(

@@ -108,13 +108,27 @@ def check_code(source: str, policy: Policy = DEFAULT_POLICY) -> list[Violation]:
     try:
         tree = ast.parse(source, mode="exec")
     except (SyntaxError, ValueError) as exc:
-        line = getattr(exc, "lineno", None) or 1
-        col = max(0, (getattr(exc, "offset", None) or 1) - 1)
-        msg = getattr(exc, "msg", None) or str(exc)
-        return [*found, Violation(line, col, "syntax", f"invalid Python: {msg}")]
+        return [*found, _syntax_violation(exc)]
     found.extend(_identifier_violations(source, policy))
     found.extend(_Checker(policy).visit_tree(tree))
     return sorted(found, key=lambda v: (v.line, v.col, v.rule))
+
+
+def syntax_error(source: str) -> Violation | None:
+    """Why ``source`` is not Python (a ``syntax`` violation with Python's line and
+    message), or None when it compiles. Nothing runs: ``compile`` only parses."""
+    try:
+        compile(source, "main.py", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        return _syntax_violation(exc)
+    return None
+
+
+def _syntax_violation(exc: Exception) -> Violation:
+    line = getattr(exc, "lineno", None) or 1
+    col = max(0, (getattr(exc, "offset", None) or 1) - 1)
+    msg = getattr(exc, "msg", None) or str(exc)
+    return Violation(line, col, "syntax", f"invalid Python: {msg}")
 
 
 def _encoding_violations(source: str) -> list[Violation]:

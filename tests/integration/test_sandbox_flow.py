@@ -64,10 +64,18 @@ def test_timeout_is_reported_and_never_cached(cli: Any) -> None:
     assert second["cached"] is False
 
 
-def test_user_mistakes_give_one_line(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    status, result, err = cli("def broken(:\n")
-    assert status == 1 and result is None
-    assert err.startswith("codeflow: error: -:1: invalid Python") and err.count("\n") == 1
+def test_code_that_is_not_python_is_a_rejected_result(cli: Any) -> None:
+    """A syntax error is about the user's code: one JSON result, status ``rejected``, with
+    Python's message and line; nothing ran."""
+    status, result, _ = cli("print('ok')\ndef broken(:\n")
+    assert status == 3 and result is not None
+    assert result["status"] == "rejected" and result["exit_code"] is None
+    assert result["violations"][0]["line"] == 2
+    assert result["violations"][0]["message"].startswith("invalid Python")
+    assert result["stdout"] == "" and result["duration_s"] == 0.0
+
+
+def test_tool_failures_give_one_line(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CODEFLOW_SANDBOX_IMAGE", "codeflow-sandbox:never-built")
     status, _, err = cli("print(1)\n")
     assert status == 1 and "codeflow sandbox build-image" in err and err.count("\n") == 1

@@ -78,3 +78,25 @@ def test_a_new_image_is_a_new_cache_key(tmp_path: Path) -> None:
     run_program(steps, Program("print(1)"))
     runtime.image_id = "sha256:two"
     assert run_program(steps, Program("print(1)"))[1] is False
+
+
+def test_code_that_is_not_python_is_rejected_before_anything_runs(tmp_path: Path) -> None:
+    runtime = ScriptedRuntime()
+    steps = InlineSandboxSteps(services(tmp_path, runtime))
+    for ast_check in (True, False):
+        result, cached = run_program(steps, Program("x = 1\nif x\n", ast_check=ast_check))
+        assert (result.status, result.exit_code, cached) == ("rejected", None, False)
+        assert result.violations[0].line == 2 and result.violations[0].rule == "syntax"
+    assert runtime.requests == []
+
+
+def test_a_file_that_is_not_utf8_is_a_rejected_result(tmp_path: Path) -> None:
+    from flows.cli.sandbox_commands import _read_code
+
+    path = tmp_path / "latin1.py"
+    path.write_bytes(b"print(1)\ns = '\xe9t\xe9'\n")
+    result = _read_code(str(path))
+    assert isinstance(result, ExecutionResult) and result.status == "rejected"
+    assert result.violations[0].line == 2 and "UTF-8" in result.stderr
+    path.write_text("print('fine')\n")
+    assert _read_code(str(path)) == "print('fine')\n"
