@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     sandbox_timeout_ms: int = Field(
         30000, ge=100, le=3_600_000, validation_alias="SANDBOX_TIMEOUT_MS"
     )
+    #: The container runtime of the sandbox: ``runc`` (Docker's), or ``runsc`` (gVisor,
+    #: registered with the engine by scripts/register-gvisor).
+    sandbox_runtime: Literal["runc", "runsc"] = Field("runc", validation_alias="SANDBOX_RUNTIME")
 
     # --- codeflow's own (CODEFLOW_*) ---
     home: Path = Path("~/.codeflow")

@@ -8,7 +8,7 @@ limits, post-validation, removal) -> record (cache + ``sandbox.result`` event); 
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow
 from prefect.runtime import flow_run
@@ -32,9 +32,13 @@ def run_sandboxed(
     memory_mb: int = 512,
     use_cache: bool = True,
     ast_check: bool = True,
+    runtime: Literal["runc", "runsc"] | None = None,
 ) -> dict[str, Any]:
-    """Run ``code``; ``files`` maps names to base64 contents placed beside it in /tmp/work."""
+    """Run ``code``; ``files`` maps names to base64 contents placed beside it in /tmp/work.
+    ``runtime`` overrides SANDBOX_RUNTIME for this run."""
     settings = load_settings()
+    if runtime is not None:
+        settings = settings.model_copy(update={"sandbox_runtime": runtime})
     program = Program(
         code=code,
         stdin=stdin.encode(),

@@ -137,7 +137,9 @@ def services_for(settings: Settings) -> Services:
         manifests=_manifests(settings, settings.home),
         make_embedder=lambda: build_embedder(settings),
         make_store=lambda: build_store(settings),
-        make_sandbox=lambda: DockerRuntime(image=settings.sandbox_image),
+        make_sandbox=lambda: DockerRuntime(
+            image=settings.sandbox_image, runtime=settings.sandbox_runtime
+        ),
         results_url=with_db(url, RESULTS_DB),
     )
 

@@ -28,6 +28,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument(
         "--no-ast-check", action="store_true", help="skip the AST courtesy check (not a boundary)"
     )
+    run.add_argument(
+        "--runtime", choices=["runc", "runsc"], help="container runtime (default SANDBOX_RUNTIME)"
+    )
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.set_defaults(handler=run_in_sandbox)
 
@@ -72,8 +75,10 @@ def run_in_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     from flows.cli.prefect_api import start_prefect_api
     from tasks.sandbox.docker_runtime import DockerRuntime
 
+    if args.runtime is not None:
+        settings = settings.model_copy(update={"sandbox_runtime": args.runtime})
     api = start_prefect_api(settings)  # starts while Docker is checked
-    docker_runtime = DockerRuntime(image=settings.sandbox_image)
+    docker_runtime = DockerRuntime(image=settings.sandbox_image, runtime=settings.sandbox_runtime)
     docker_runtime.check()  # Docker reachable, image built: one clear line otherwise
     docker_runtime.sweep()  # containers left by a crashed run
     from flows.sandbox_run import run_sandboxed
@@ -86,6 +91,7 @@ def run_in_sandbox(args: argparse.Namespace, settings: Settings) -> int:
             memory_mb=args.memory,
             use_cache=not args.no_cache,
             ast_check=not args.no_ast_check,
+            runtime=settings.sandbox_runtime,
         )
     _print_result(result, args.json)
     return 0 if result["status"] == "ok" else 3
@@ -106,6 +112,9 @@ def _print_result(result: dict[str, Any], as_json: bool) -> None:
             "timed_out",
             "run_id",
             "image_id",
+            "runtime",
+            "seccomp",
+            "resources",
         )
         print(json.dumps({k: result.get(k) for k in keys}))
         return

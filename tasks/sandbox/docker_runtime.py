@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +36,9 @@ from docker.types import LogConfig, Ulimit
 from requests.exceptions import RequestException
 
 from config.errors import DockerUnavailable, ImageMissing, LimitsNotApplied, SandboxError
+from tasks.sandbox import seccomp
 from tasks.sandbox.image import DEFAULT_DOCKER_URL, SANDBOX_UID
+from tasks.sandbox.live_container import LiveContainer, live_mismatches
 from tasks.sandbox.models import (
     SIGKILL_EXIT,
     ExecutionRequest,
@@ -47,6 +50,7 @@ from tasks.sandbox.wire import (
     CONTAINER_TMP,
     OutputCollector,
     bootstrap_command,
+    done_marker,
     encode_payload,
     expected_tmpfs,
     limit_mismatches,
@@ -56,6 +60,9 @@ LABEL = "codeflow.sandbox"
 OWNER_LABEL = "codeflow.owner"
 DEFAULT_IMAGE = "codeflow-sandbox:latest"
 START_HINT = "start Docker (is the daemon running and /var/run/docker.sock readable?)"
+#: Host tasks of a gVisor sandbox beyond the program's limit (it idles at ~40 threads).
+RUNSC_TASKS = 128
+RUNSC_HINT = "run scripts/register-gvisor (it installs runsc and edits the engine's daemon.json)"
 BUILD_HINT = "run `codeflow sandbox build-image`"
 
 
@@ -77,6 +84,42 @@ class _Outcome:
     killed_for_flood: bool
     exec_s: float
     oom_killed: bool = False
+    resources: dict[str, Any] | None = None
+
+
+#: Processes in a runc container besides the program's: docker-init, the bootstrap and the
+#: ``timeout`` wrapper (tasks: threads count too).
+_WRAPPER_TASKS = 3
+#: How often the program's task count is sampled (cgroup v1 keeps no peak of its own):
+#: every 5 ms at first (most programs are short), then less often, up to every 50 ms.
+_FIRST_SAMPLE_S, _MAX_SAMPLE_S = 0.005, 0.05
+
+
+@dataclass(slots=True)
+class _Watch:
+    """The host's view of a run in progress: its cgroup, and what was read of it."""
+
+    live: LiveContainer
+    counts_tasks: bool
+    peak_tasks: int = 0
+    resources: dict[str, Any] | None = None
+
+    def sample(self) -> None:
+        with contextlib.suppress(OSError):
+            self.peak_tasks = max(self.peak_tasks, self.live.tasks())
+
+    def read(self) -> dict[str, Any] | None:
+        """What the program used (once: before its container goes, the cgroup with it)."""
+        if self.resources is None:
+            with contextlib.suppress(OSError):
+                usage = self.live.usage()
+                processes = max(self.peak_tasks, int(usage.get("processes") or 0))
+                # at least the program itself: a short one may end between two samples
+                usage["processes"] = (
+                    max(1, processes - _WRAPPER_TASKS) if self.counts_tasks else None
+                )
+                self.resources = usage
+        return self.resources
 
 
 class DockerRuntime:
@@ -89,10 +132,13 @@ class DockerRuntime:
         *,
         grace_s: float = 2.0,
         max_age_s: float = 7200.0,
+        runtime: str = "runc",
     ) -> None:
         self._client = client or _connect()
         self._api = self._client.api
         self.image = image
+        self.runtime = runtime
+        self._runtime_checked = False
         self.user = f"{SANDBOX_UID}:{SANDBOX_UID}"
         self.grace_s = grace_s
         self.max_age_s = max_age_s
@@ -100,15 +146,30 @@ class DockerRuntime:
         self._image_id = ""
 
     def check(self) -> str:
-        """Fail early and clearly: engine up, image present (never pulled). Returns the ID."""
+        """Fail early and clearly: engine up, image present (never pulled), runtime
+        registered. Returns what results depend on besides the code: the image ID, the
+        runtime and the seccomp profile (a cache key part)."""
         try:
             self._client.ping()
             self._image_id = str(self._client.images.get(self.image).id)
+            if not self._runtime_checked:
+                self._check_runtime(self._client.info().get("Runtimes") or {})
         except ImageNotFound as exc:
             raise ImageMissing(f"sandbox image {self.image!r} is missing; {BUILD_HINT}") from exc
         except (DockerException, RequestException) as exc:
             raise DockerUnavailable(f"Docker engine unreachable; {START_HINT}") from exc
-        return self._image_id
+        profile = seccomp.identity()
+        return f"{self._image_id} {self.runtime} {profile['name']}/{profile['version']}"
+
+    def _check_runtime(self, runtimes: dict[str, Any]) -> None:
+        if self.runtime not in runtimes:
+            hint = RUNSC_HINT if self.runtime == "runsc" else "register it with the engine"
+            known = ", ".join(sorted(runtimes)) or "none"
+            raise SandboxError(
+                f"the container runtime {self.runtime!r} is not registered with the Docker "
+                f"engine (it has: {known}); {hint}"
+            )
+        self._runtime_checked = True
 
     @property
     def image_id(self) -> str:
@@ -130,6 +191,8 @@ class DockerRuntime:
                 container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
             )
             self._api.start(container_id)
+            attrs = self._api.inspect_container(container_id)  # now with its process
+            self._verify_live(attrs, limits)
         except (DockerException, RequestException, OSError) as exc:
             self.remove(container_id)
             raise SandboxError(
@@ -147,9 +210,10 @@ class DockerRuntime:
     ) -> ExecutionResult:
         """Send the payload to a prepared container, collect, classify, always remove."""
         started = time.monotonic() if started is None else started
-        collector = OutputCollector(request.limits.output_bytes)
+        nonce = secrets.token_hex(16)
+        collector = OutputCollector(request.limits.output_bytes, marker=done_marker(nonce))
         try:
-            outcome = self._exchange(prepared, request, collector)
+            outcome = self._exchange(prepared, request, collector, nonce)
             state = self._api.inspect_container(prepared.container_id)
             self._verify(state, request.limits)
             outcome.oom_killed = bool(state.get("State", {}).get("OOMKilled"))
@@ -171,8 +235,8 @@ class DockerRuntime:
                 command=bootstrap_command(),
                 user=self.user,
                 working_dir=CONTAINER_TMP,
-                stdin_open=True,
-                tty=False,
+                stdin_open=True,  # and StdinOnce (docker-py's default when attached): our
+                tty=False,  # closing the attach stream ends the bootstrap's wait
                 network_disabled=True,
                 hostname="sandbox",
                 labels=self._labels(run_id, pooled),
@@ -201,7 +265,16 @@ class DockerRuntime:
             "codeflow.pooled": "1" if pooled else "0",
         }
 
+    def engine_limits(self, limits: Limits) -> Limits:
+        """The limits the engine is given: under gVisor the container's host tasks include
+        the sandbox's own threads (dozens, idle), so its pids limit is raised by
+        ``RUNSC_TASKS``; the program's processes live inside gVisor's kernel."""
+        if self.runtime != "runsc":
+            return limits
+        return replace(limits, pids=limits.pids + RUNSC_TASKS)
+
     def _host_config(self, limits: Limits) -> dict[str, Any]:
+        limits = self.engine_limits(limits)
         fsize = limits.fsize_mb * 1024 * 1024
         return dict(
             self._api.create_host_config(
@@ -209,7 +282,8 @@ class DockerRuntime:
                 read_only=True,
                 tmpfs={CONTAINER_TMP: expected_tmpfs(limits)},
                 cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
+                security_opt=["no-new-privileges", seccomp.security_option()],
+                runtime=self.runtime,
                 pids_limit=limits.pids,
                 init=True,
                 mem_limit=limits.memory_bytes,
@@ -226,25 +300,64 @@ class DockerRuntime:
         )
 
     def _verify(self, attrs: dict[str, Any], limits: Limits) -> None:
-        problems = limit_mismatches(attrs, limits, self.user)
+        """What the engine recorded against what was asked (before start, and after)."""
+        problems = limit_mismatches(attrs, self.engine_limits(limits), self.user)
+        host = attrs.get("HostConfig") or {}
+        if host.get("Runtime") != self.runtime:
+            problems.append(f"Runtime is {host.get('Runtime')!r}, expected {self.runtime!r}")
+        if seccomp.applied(host.get("SecurityOpt") or []) != seccomp.identity():
+            problems.append(f"the seccomp profile applied is not {seccomp.identity()}")
         if problems:
             raise LimitsNotApplied(
                 "sandbox limits not applied: " + "; ".join(problems), container_id=attrs.get("Id")
             )
 
+    def _verify_live(self, attrs: dict[str, Any], limits: Limits) -> None:
+        """What the kernel applied: the started container's cgroup limits and its first
+        process's seccomp, no_new_privs and capabilities (under gVisor that process is the
+        sandbox's own, whose capabilities are not the program's)."""
+        pid = int((attrs.get("State") or {}).get("Pid") or 0)
+        try:
+            live = LiveContainer(pid)
+            limits_seen, security_seen = live.limits(), live.security()
+        except OSError as exc:
+            raise LimitsNotApplied(
+                f"cannot read the sandbox container's cgroup and status from this host ({exc})",
+                container_id=attrs.get("Id"),
+            ) from exc
+        problems = live_mismatches(
+            limits_seen,
+            security_seen,
+            self.engine_limits(limits),
+            check_capabilities=self.runtime == "runc",
+        )
+        if problems:
+            raise LimitsNotApplied(
+                "sandbox limits not in force: " + "; ".join(problems), container_id=attrs.get("Id")
+            )
+
     def _exchange(
-        self, prepared: Prepared, request: ExecutionRequest, collector: OutputCollector
+        self,
+        prepared: Prepared,
+        request: ExecutionRequest,
+        collector: OutputCollector,
+        nonce: str,
     ) -> _Outcome:
         raw = getattr(prepared.sock, "_sock", prepared.sock)
-        raw.sendall(encode_payload(request))
+        pid = int((prepared.attrs.get("State") or {}).get("Pid") or 0)
+        watch = _Watch(LiveContainer(pid), counts_tasks=self.runtime == "runc")
+        raw.sendall(encode_payload(request, nonce))
         sent = time.monotonic()
         deadline = sent + request.limits.timeout_s + self.grace_s
-        host_timeout, flood = _pump(raw, collector, deadline)
+        host_timeout, flood = _pump(raw, collector, deadline, watch)
         if host_timeout or flood:
+            watch.read()
             _close(prepared.sock)  # stop reading first: a blocked writer would stall the kill
             self._kill(prepared.container_id)
         status = self._api.wait(prepared.container_id, timeout=int(self.grace_s) + 10)
-        return _Outcome(status.get("StatusCode"), host_timeout, flood, time.monotonic() - sent)
+        outcome = _Outcome(status.get("StatusCode"), host_timeout, flood, time.monotonic() - sent)
+        outcome.resources = watch.resources
+        return outcome
 
     def _kill(self, container_id: str) -> None:
         with contextlib.suppress(NotFound, APIError):
@@ -320,25 +433,40 @@ def _result(
         run_id=request.run_id,
         container_id=prepared.container_id,
         image_id=str(prepared.attrs.get("Image", "")),
+        runtime=str((prepared.attrs.get("HostConfig") or {}).get("Runtime", "")),
+        seccomp=seccomp.applied((prepared.attrs.get("HostConfig") or {}).get("SecurityOpt") or []),
+        resources=outcome.resources,
     )
 
 
-def _pump(raw: socket.socket, collector: OutputCollector, deadline: float) -> tuple[bool, bool]:
-    """Read the attach stream until EOF; return (host deadline passed, output flood)."""
+def _pump(
+    raw: socket.socket, collector: OutputCollector, deadline: float, watch: _Watch
+) -> tuple[bool, bool]:
+    """Read the attach stream until EOF; return (host deadline passed, output flood). When
+    the bootstrap says the program ended, read what it used, then close our side of the
+    stream: the bootstrap, which waits for that, exits with the program's status."""
+    every = _FIRST_SAMPLE_S
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return True, False
-        raw.settimeout(remaining)
+        raw.settimeout(min(remaining, every))
         try:
             chunk = raw.recv(65536)
         except TimeoutError:
-            return True, False
+            watch.sample()
+            every = min(every * 2, _MAX_SAMPLE_S)
+            continue
         if not chunk:
             return False, False
+        ended = collector.ended
         collector.feed(chunk)
         if collector.flooding:
             return False, True
+        if collector.ended and not ended:
+            watch.read()
+            with contextlib.suppress(OSError):
+                raw.shutdown(socket.SHUT_WR)
 
 
 def _connect() -> docker.DockerClient:

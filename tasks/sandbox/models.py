@@ -151,6 +151,13 @@ class ExecutionResult:
     run_id: str = ""
     container_id: str = ""
     image_id: str = ""
+    #: The container runtime that ran it (``runc``, ``runsc``) and the seccomp profile in
+    #: force (its name and version); empty when nothing ran.
+    runtime: str = ""
+    seccomp: dict[str, Any] | None = None
+    #: What the program used, from its cgroup: ``peak_memory_bytes``, ``cpu_seconds``,
+    #: ``processes``, ``bytes_written`` (to its tmpfs); None when nothing ran.
+    resources: dict[str, Any] | None = None
 
     @property
     def cacheable(self) -> bool:

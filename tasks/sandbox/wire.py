@@ -6,9 +6,13 @@ Three pieces, kept apart from the adapter so they can be unit-tested and read on
   <JSON header><raw segments>`` and written to the container's stdin. A container with a
   read-only root can't receive ``put_archive``; stdin needs no volume and no host path.
 * the **bootstrap**: a few lines run by ``python3 -I -S -c`` inside the container. It reads
-  the payload, writes the files into ``/tmp/work`` with ``O_EXCL | O_NOFOLLOW``, points fd 0
-  at the user's stdin, and ``exec``s ``timeout -s KILL <s> python3 main.py``. The timeout
-  starts only once the code has arrived, so a pre-started (warm) container waits for free.
+  the payload, writes the files into ``/tmp/work`` with ``O_EXCL | O_NOFOLLOW``, and runs
+  ``timeout -s KILL <s> python3 main.py`` as its child, stdin the user's. The timeout starts
+  only once the code has arrived, so a pre-started (warm) container waits for free. When the
+  program has ended, the bootstrap says so on stderr (a line with a per-run nonce) and waits
+  for its own stdin to close before it exits with the program's status: meanwhile the
+  container, and its cgroup, are still there for the host to read what the program used.
+  It makes itself undumpable first, so the program cannot read the nonce from its memory.
 * the **output collector**: demultiplexes Docker's attach stream (8-byte frame headers),
   keeps at most ``cap`` bytes per stream and counts the rest, so a flood costs no memory.
 
@@ -29,7 +33,12 @@ TMPFS_FLAGS = "rw,noexec,nosuid,nodev"
 HEADER_DIGITS = 10
 
 BOOTSTRAP = """\
-import json, os, sys
+import json, os, signal, sys
+try:
+    import ctypes
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
+except Exception:
+    pass
 r = sys.stdin.buffer
 def rd(n):
     b = r.read(n)
@@ -50,12 +59,20 @@ put("main.py", rd(h["code"]))
 put("/tmp/.stdin", rd(h["stdin"]))
 for name, n in h["files"]:
     put(name, rd(n))
-fd = os.open("/tmp/.stdin", os.O_RDONLY)
-os.dup2(fd, 0)
-os.close(fd)
-os.unlink("/tmp/.stdin")
-os.execv("/usr/bin/timeout", ["timeout", "-s", "KILL", h["timeout"],
-         "python3", "-B", "-u", "-E", "-s", "main.py"])
+pid = os.fork()
+if pid == 0:
+    fd = os.open("/tmp/.stdin", os.O_RDONLY)
+    os.dup2(fd, 0)
+    os.close(fd)
+    os.unlink("/tmp/.stdin")
+    os.execv("/usr/bin/timeout", ["timeout", "-s", "KILL", h["timeout"],
+             "python3", "-B", "-u", "-E", "-s", "main.py"])
+code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+os.write(2, b"\\n" + h["done"].encode() + b"\\n")
+signal.alarm(30)
+while r.read(65536):
+    pass
+os._exit(code if code >= 0 else 128 - code)
 """
 
 
@@ -64,11 +81,17 @@ def bootstrap_command() -> list[str]:
     return ["python3", "-I", "-S", "-c", BOOTSTRAP]
 
 
-def encode_payload(request: ExecutionRequest) -> bytes:
+def done_marker(nonce: str) -> str:
+    """The line the bootstrap writes on stderr once the program has ended."""
+    return f"\0codeflow-done:{nonce}"
+
+
+def encode_payload(request: ExecutionRequest, nonce: str) -> bytes:
     """Frame a request for the bootstrap: lengths in a JSON header, then raw bytes."""
     code = request.code.encode("utf-8", "surrogatepass")
     names = sorted(request.files)
     header = {
+        "done": done_marker(nonce),
         "timeout": f"{request.limits.timeout_s:.3f}",
         "code": len(code),
         "stdin": len(request.stdin),
@@ -88,12 +111,18 @@ class OutputCollector:
     once the discarded bytes exceed ``flood_after``: the caller then kills the container.
     """
 
-    def __init__(self, cap: int, flood_after: int | None = None) -> None:
+    def __init__(
+        self, cap: int, flood_after: int | None = None, *, marker: str | None = None
+    ) -> None:
         self.cap = cap
         self.flood_after = cap if flood_after is None else flood_after
         self._pending = bytearray()
         self._kept: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
         self.discarded = 0
+        #: The bootstrap's "program ended" line (stderr), removed from the output when seen.
+        self.marker = ("\n" + marker + "\n").encode() if marker else None
+        self.ended = False
+        self._tail = b""
 
     def feed(self, data: bytes) -> None:
         self._pending += data
@@ -102,8 +131,27 @@ class OutputCollector:
             if len(self._pending) < 8 + size:
                 return
             stream = self._pending[0]
-            self._keep(stream, bytes(self._pending[8 : 8 + size]))
+            chunk = bytes(self._pending[8 : 8 + size])
             del self._pending[: 8 + size]
+            self._keep(stream, self._without_marker(chunk) if stream == 2 else chunk)
+
+    def _without_marker(self, chunk: bytes) -> bytes:
+        """``chunk`` without the end line, noting it (found even across frames, and after
+        the cap: it is looked for in what arrives, not in what is kept)."""
+        if self.marker is None or self.ended:
+            return chunk
+        seen = self._tail + chunk
+        at = seen.find(self.marker)
+        if at < 0:
+            self._tail = seen[-(len(self.marker) - 1) :]
+            return chunk
+        self.ended = True
+        head, end = len(self._tail), at + len(self.marker)
+        if at < head:  # the line began in earlier frames, already kept: drop it there
+            kept = self._kept[2]
+            del kept[max(0, len(kept) - (head - at)) :]
+            return chunk[end - head :]
+        return chunk[: at - head] + chunk[end - head :]
 
     def _keep(self, stream: int, chunk: bytes) -> None:
         kept = self._kept.setdefault(stream, bytearray())

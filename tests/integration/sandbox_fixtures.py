@@ -2,7 +2,10 @@
 
 The image is built once per session with ``build_image()`` (idempotent: skipped when the
 content-tagged image exists). Without a Docker engine, or without debootstrap to build the
-image, every test using these fixtures is skipped with the reason.
+image, every test using these fixtures is skipped with the reason, unless
+``CODEFLOW_REQUIRE_DOCKER=1`` (CI sets it), which makes that a failure. Tests run under
+gVisor are skipped where ``runsc`` is not registered with the engine, unless
+``CODEFLOW_REQUIRE_GVISOR=1`` (CI sets it too).
 """
 
 from __future__ import annotations
@@ -20,12 +23,19 @@ from tasks.sandbox.docker_runtime import LABEL, DockerRuntime
 from tasks.sandbox.image import DEFAULT_DOCKER_URL, SANDBOX_UID, build_image
 
 
+def _missing(what: str, requirement: str) -> None:
+    """Skip for ``what`` missing, or fail where the environment variable requires it."""
+    if os.environ.get(requirement) == "1":
+        pytest.fail(f"{what} ({requirement}=1)")
+    pytest.skip(what)
+
+
 def _client() -> docker.DockerClient:
     try:
         client = docker.DockerClient(base_url=DEFAULT_DOCKER_URL, max_pool_size=64)
         client.ping()
     except DockerException as exc:
-        pytest.skip(f"Docker engine unreachable ({exc}); start Docker to run the sandbox tests")
+        _missing(f"Docker engine unreachable ({exc})", "CODEFLOW_REQUIRE_DOCKER")
     return client
 
 
@@ -39,14 +49,25 @@ def sandbox_image(docker_client: docker.DockerClient) -> str:
     try:
         return build_image(client=docker_client)
     except SandboxError as exc:
-        pytest.skip(f"sandbox image unavailable: {exc}")
+        _missing(f"sandbox image unavailable: {exc}", "CODEFLOW_REQUIRE_DOCKER")
+        raise
+
+
+def runtime_for(name: str, client: docker.DockerClient, image: str) -> DockerRuntime:
+    """A checked runtime; gVisor's is skipped (or fails, if required) when not registered."""
+    sandbox = DockerRuntime(client, image=image, runtime=name)
+    try:
+        sandbox.check()
+    except SandboxError as exc:
+        if name != "runsc":
+            raise
+        _missing(f"gVisor unavailable: {exc}", "CODEFLOW_REQUIRE_GVISOR")
+    return sandbox
 
 
 @pytest.fixture(scope="session")
 def runtime(docker_client: docker.DockerClient, sandbox_image: str) -> DockerRuntime:
-    sandbox = DockerRuntime(docker_client, image=sandbox_image)
-    sandbox.check()
-    return sandbox
+    return runtime_for("runc", docker_client, sandbox_image)
 
 
 def labelled_containers(client: docker.DockerClient) -> list[str]:

@@ -26,8 +26,16 @@ from tests.integration.sandbox_fixtures import host_unharmed
 
 docker_client = fixtures.docker_client
 sandbox_image = fixtures.sandbox_image
-runtime = fixtures.runtime
 host_guard = fixtures.host_guard
+
+
+@pytest.fixture(scope="module", params=["runc", "runsc"])
+def runtime(
+    request: pytest.FixtureRequest, docker_client: docker.DockerClient, sandbox_image: str
+) -> DockerRuntime:
+    """Every hostile program runs under Docker's runtime and under gVisor."""
+    return fixtures.runtime_for(request.param, docker_client, sandbox_image)
+
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("host_guard")]
 SHORT = Limits(timeout_s=2)
@@ -56,7 +64,9 @@ def test_fork_bomb(runtime: DockerRuntime, docker_client: docker.DockerClient) -
         "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
     )
     result = run(runtime, code)
-    assert result.status == "timeout"
+    # runc: the pid limit stops the forks, the clock ends the loop; gVisor's kernel may end
+    # the bomb itself first (its tasks are not host processes)
+    assert result.status == "timeout" if runtime.runtime == "runc" else result.status != "ok"
     host_unharmed(docker_client, result.container_id)
 
 
@@ -161,7 +171,10 @@ print(children, states.count('Z'))
     result = run(runtime, code, Limits(timeout_s=10))
     assert result.status == "ok", result.stderr
     children, zombies = map(int, result.stdout.split())
-    assert 0 < children < 64 and zombies > 0, "the pid limit caps the factory"
+    assert zombies > 0
+    if runtime.runtime == "runc":  # under gVisor the program's processes are its kernel's
+        # tasks, bounded by the memory limit; the host pid limit bounds gVisor's threads
+        assert 0 < children < 64, "the pid limit caps the factory"
     host_unharmed(docker_client, result.container_id)
 
 
@@ -262,7 +275,7 @@ print(json.dumps(out))
     out = json.loads(result.stdout)
     assert out["setuid"] == 1  # EPERM
     assert out["mount"] == 1 and out["unshare-user"] == 1 and out["unshare-mount"] == 1
-    assert out["ptrace-host-pid"] == 3  # ESRCH: no host process is even visible
+    assert out["ptrace-host-pid"] == 1  # EPERM: codeflow's seccomp profile refuses ptrace
     assert max(out["visible-pids"]) < 100, "only the sandbox's own processes are visible"
     assert out["mount-binary"] != 0 and out["unshare-binary"] != 0 and out["su-binary"] != 0
     host_unharmed(docker_client, result.container_id)
@@ -356,6 +369,8 @@ def test_ast_bypass_is_contained_by_the_container_alone(
     assert check_code(code), "with the AST layer on, the bypass is reported"
     result = run(runtime, code, Limits(timeout_s=10))
     assert result.status == "ok", result.stderr
-    assert "uid=10001" in result.stdout, "the bypass really reached a shell"
+    if runtime.runtime == "runc":  # gVisor's (Debian 2022) cannot start /bin/sh through
+        # glibc's posix_spawn at all: there the bypass reaches os.system, which fails
+        assert "uid=10001" in result.stdout, "the bypass really reached a shell"
     assert "ESCAPED" not in result.stdout and secret not in result.stdout
     host_unharmed(docker_client, result.container_id, Path("/", f"escaped-{canary}"))

@@ -18,7 +18,13 @@ from tasks.sandbox.models import (
     Violation,
     classify_outcome,
 )
-from tasks.sandbox.wire import OutputCollector, encode_payload, expected_tmpfs, limit_mismatches
+from tasks.sandbox.wire import (
+    OutputCollector,
+    done_marker,
+    encode_payload,
+    expected_tmpfs,
+    limit_mismatches,
+)
 
 
 def frame(stream: int, data: bytes) -> bytes:
@@ -86,10 +92,11 @@ def test_payload_frames_code_stdin_and_files() -> None:
     request = ExecutionRequest(
         "print('é')", stdin=b"in", files={"b.txt": b"BB", "a/x": b"A"}, limits=Limits(timeout_s=2.5)
     )
-    payload = encode_payload(request)
+    payload = encode_payload(request, "n0nce")
     size = int(payload[:10])
     header = json.loads(payload[10 : 10 + size])
     assert header == {
+        "done": done_marker("n0nce"),
         "timeout": "2.500",
         "code": 11,
         "stdin": 2,
@@ -105,6 +112,34 @@ def test_collector_demultiplexes_split_frames() -> None:
         collector.feed(stream[i : i + 3])
     assert (collector.text(1), collector.text(2)) == ("hello world", "oops")
     assert not collector.truncated
+
+
+@pytest.mark.parametrize("step", [1, 5, 1000])
+def test_the_end_line_is_seen_and_removed_however_frames_cut_it(step: int) -> None:
+    """The bootstrap's end line is noted and dropped from stderr, whether it comes in one
+    frame or in pieces; the program's own output around it is kept as it was."""
+    marker = done_marker("abc123")
+    collector = OutputCollector(cap=1000, marker=marker)
+    stderr = b"last words, no newline" + ("\n" + marker + "\n").encode()
+    stream = frame(1, b"out\n") + b"".join(
+        frame(2, stderr[i : i + step]) for i in range(0, len(stderr), step)
+    )
+    collector.feed(stream)
+    assert collector.ended
+    assert (collector.text(1), collector.text(2)) == ("out\n", "last words, no newline")
+
+
+def test_the_end_line_is_seen_past_the_cap() -> None:
+    marker = done_marker("n")
+    collector = OutputCollector(cap=1024, marker=marker)
+    collector.feed(frame(2, b"x" * 5000) + frame(2, ("\n" + marker + "\n").encode()))
+    assert collector.ended and collector.truncated and len(collector.text(2)) == 1024
+
+
+def test_a_forged_end_line_without_the_nonce_is_output() -> None:
+    collector = OutputCollector(cap=1000, marker=done_marker("secret"))
+    collector.feed(frame(2, ("\n" + done_marker("guess") + "\n").encode()))
+    assert not collector.ended and "codeflow-done:guess" in collector.text(2)
 
 
 def test_collector_caps_each_stream_and_detects_a_flood() -> None:
