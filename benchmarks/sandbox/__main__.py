@@ -1,8 +1,9 @@
 """Sandbox benchmark: codeflow's DockerRuntime vs llm-sandbox, same engine, same image, same run.
 
-    .venv/bin/python -m benchmarks.sandbox [--n 30] [--quick] [--no-peer]
+    .venv/bin/python -m benchmarks.sandbox [--n 30] [--quick] [--no-peer] [--runtimes runc runsc]
 
-Measures start-to-result latency of ``print("hi")`` in a fresh container (p50/p95), the same
+For each container runtime (Docker's runc, and gVisor's runsc where it is registered),
+measures start-to-result latency of ``print("hi")`` in a fresh container (p50/p95), the same
 with a warm pool of pre-started single-use containers, and throughput (runs/s) at 1, 4 and 16
 concurrent runs. The peer, llm-sandbox (``uv pip install llm-sandbox``, benchmark only), runs
 the same code on the same local image (found with ``images.get``: nothing is pulled) with the
@@ -23,6 +24,7 @@ import docker
 import pandas as pd
 
 from benchmarks.common import percentile
+from config.errors import SandboxError
 from tasks.sandbox.docker_runtime import DockerRuntime
 from tasks.sandbox.image import DEFAULT_DOCKER_URL, build_image
 from tasks.sandbox.models import ExecutionRequest
@@ -91,21 +93,22 @@ def peer_fresh(client: docker.DockerClient, image: str) -> Callable[[], str]:
 def measure(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
     client = docker.DockerClient(base_url=DEFAULT_DOCKER_URL, max_pool_size=64)
     image = build_image(client=client)
-    runtime = DockerRuntime(client, image=image)
-    runtime.check()
-    runtime.sweep()
-    latency = [latency_row("codeflow fresh container", sample(codeflow_fresh(runtime), args.n))]
-    with WarmPool(runtime, size=2) as pool:
-        pool.wait_ready(timeout=60)
-        warm = sample(
-            lambda: pool.run(ExecutionRequest(CODE)).stdout,
-            args.n,
-            before=lambda: pool.wait_ready(timeout=60),
-        )
-        latency.append(latency_row(f"codeflow warm pool (hits {pool.hits}/{args.n})", warm))
-    rates = {
-        "codeflow fresh": {c: throughput(codeflow_fresh(runtime), c, args.total) for c in args.c}
-    }
+    latency: list[dict[str, object]] = []
+    rates: dict[str, dict[int, float]] = {}
+    for name in args.runtimes:
+        runtime = DockerRuntime(client, image=image, runtime=name)
+        try:
+            runtime.check()
+        except SandboxError as exc:
+            print(f"{name}: skipped ({exc})")
+            continue
+        runtime.sweep()
+        fresh = sample(codeflow_fresh(runtime), args.n)
+        latency.append(latency_row(f"codeflow {name}, fresh container", fresh))
+        latency.append(latency_row(f"codeflow {name}, warm pool", warm_samples(runtime, args.n)))
+        rates[f"codeflow {name} fresh"] = {
+            c: throughput(codeflow_fresh(runtime), c, args.total) for c in args.c
+        }
     if not args.no_peer:
         peer_latency, peer_rates = measure_peer(client, image, args)
         latency.extend(peer_latency)
@@ -113,6 +116,16 @@ def measure(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
     table = pd.DataFrame(rates).T
     table.columns = [f"runs/s @{c}" for c in table.columns]
     return pd.DataFrame(latency), table
+
+
+def warm_samples(runtime: DockerRuntime, n: int) -> list[float]:
+    with WarmPool(runtime, size=2) as pool:
+        pool.wait_ready(timeout=60)
+        return sample(
+            lambda: pool.run(ExecutionRequest(CODE)).stdout,
+            n,
+            before=lambda: pool.wait_ready(timeout=60),
+        )
 
 
 def measure_peer(
@@ -136,6 +149,7 @@ def main() -> None:
     parser.add_argument("--total", type=int, default=32, help="runs per throughput figure")
     parser.add_argument("--quick", action="store_true", help="fewer samples")
     parser.add_argument("--no-peer", action="store_true", help="skip llm-sandbox")
+    parser.add_argument("--runtimes", nargs="+", default=["runc", "runsc"])
     args = parser.parse_args()
     args.c = [1, 4, 16]
     if args.quick:

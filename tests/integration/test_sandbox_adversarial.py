@@ -281,17 +281,201 @@ print(json.dumps(out))
     host_unharmed(docker_client, result.container_id)
 
 
-def test_ptrace_of_a_sibling_stays_inside_and_the_host_deadline_ends_it(
+def test_ptrace_of_the_containers_init_is_refused(
     runtime: DockerRuntime, docker_client: docker.DockerClient
 ) -> None:
-    """Docker's default seccomp profile allows same-uid ptrace inside one container.
-
-    Attaching to the container's init stops it, so the container can't end on its own: the
-    host-side deadline must kill it. Nothing outside the container is reachable.
-    """
+    """Docker's default profile allows same-uid ptrace inside one container (attaching to
+    the container's init would stop it); codeflow's profile refuses ptrace altogether."""
     code = "import ctypes\nprint(ctypes.CDLL(None).ptrace(16, 1, 0, 0), flush=True)\n"
     result = run(runtime, code)
-    assert result.status in ("ok", "timeout")
+    assert result.status == "ok" and result.stdout.strip() == "-1"
+    host_unharmed(docker_client, result.container_id)
+
+
+# --- what codeflow's seccomp profile and the engine refuse -----------------------------------
+
+#: x86_64 numbers of calls reached through ``syscall(2)``.
+SYSCALLS = {
+    "process_vm_readv": 310, "process_vm_writev": 311, "bpf": 321, "perf_event_open": 298,
+    "userfaultfd": 323, "keyctl": 250, "add_key": 248, "request_key": 249, "setns": 308,
+    "pivot_root": 155, "init_module": 175, "finit_module": 313, "delete_module": 176,
+    "kexec_load": 246, "io_uring_setup": 425, "open_by_handle_at": 304,
+}  # fmt: skip
+
+
+def test_dangerous_system_calls_are_refused(
+    runtime: DockerRuntime, docker_client: docker.DockerClient
+) -> None:
+    """Every call codeflow's profile removes from Docker's default fails (EPERM; gVisor may
+    answer ENOSYS for calls its kernel does not implement), whatever its arguments."""
+    code = f"""
+import ctypes, json, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+out = {{}}
+for name, number in {SYSCALLS!r}.items():
+    ctypes.set_errno(0)
+    out[name] = (libc.syscall(number, 0, 0, 0, 0, 0), ctypes.get_errno())
+child = os.fork()
+if child == 0:
+    time.sleep(2)
+    os._exit(0)
+out["ptrace-attach-child"] = (libc.ptrace(16, child, 0, 0), ctypes.get_errno())
+os.kill(child, 9)
+for flag, name in ((0x10000000, "user"), (0x40000000, "net"), (0x20000000, "pid")):
+    ctypes.set_errno(0)
+    out["unshare-" + name] = (libc.unshare(flag), ctypes.get_errno())
+    out["clone-new-" + name] = (libc.syscall(56, flag | 17, 0, 0, 0, 0), ctypes.get_errno())
+print(json.dumps(out))
+"""
+    result = run(runtime, code, Limits(timeout_s=10))
+    assert result.status == "ok", result.stderr
+    for name, (returned, errno) in json.loads(result.stdout).items():
+        assert returned == -1 and errno in (1, 38), f"{name} returned {returned} (errno {errno})"
+    host_unharmed(docker_client, result.container_id)
+
+
+def test_raw_and_packet_sockets_are_refused(
+    runtime: DockerRuntime, docker_client: docker.DockerClient
+) -> None:
+    code = """
+import socket
+for family, kind, proto in ((socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
+                            (socket.AF_PACKET, socket.SOCK_RAW, 0x0300),
+                            (socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)):
+    try:
+        socket.socket(family, kind, proto)
+        print("OPENED", family, kind)
+    except OSError as exc:
+        print("refused", exc.errno)
+"""
+    result = run(runtime, code, Limits(timeout_s=10))
+    assert result.status == "ok", result.stderr
+    assert "OPENED" not in result.stdout and result.stdout.count("refused") == 3
+    host_unharmed(docker_client, result.container_id)
+
+
+def test_kernel_settings_cgroup_files_and_host_devices_are_out_of_reach(
+    runtime: DockerRuntime, docker_client: docker.DockerClient
+) -> None:
+    code = """
+import os, stat
+targets = ["/proc/sys/kernel/hostname", "/proc/sys/vm/drop_caches", "/proc/sysrq-trigger",
+           "/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max",
+           "/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max",
+           "/dev/sda", "/dev/vda", "/dev/mem", "/dev/kmsg", "/dev/port"]
+for path in targets:
+    try:
+        with open(path, "w") as handle:
+            handle.write("1")
+        print("WROTE", path)
+    except OSError:
+        pass
+try:
+    os.mknod("/tmp/disk", stat.S_IFBLK | 0o600, os.makedev(8, 0))
+    print("made a device node")
+    with open("/tmp/disk", "rb") as handle:
+        print("READ", len(handle.read(512)))
+except OSError:
+    pass
+print("done")
+"""
+    result = run(runtime, code, Limits(timeout_s=10))
+    assert result.status == "ok", result.stderr
+    assert "WROTE" not in result.stdout and "READ" not in result.stdout
+    # gVisor lets the node be made in its own kernel's tmpfs; it opens no host device
+    assert ("made a device node" in result.stdout) == (runtime.runtime == "runsc")
+    host_unharmed(docker_client, result.container_id)
+
+
+def test_nothing_is_left_for_the_next_run(
+    runtime: DockerRuntime, docker_client: docker.DockerClient, canary: str
+) -> None:
+    write = f"""
+for path in ("/tmp/{canary}", "/tmp/work/{canary}", "/dev/shm/{canary}"):
+    try:
+        open(path, "w").write("left behind")
+    except OSError:
+        pass
+"""
+    first = run(runtime, write, Limits(timeout_s=10))
+    look = f"""
+import os
+print([p for p in ("/tmp/{canary}", "/tmp/work/{canary}", "/dev/shm/{canary}")
+       if os.path.exists(p)])
+"""
+    second = run(runtime, look, Limits(timeout_s=10))
+    assert (first.status, second.status) == ("ok", "ok")
+    assert second.stdout.strip() == "[]"
+    host_unharmed(docker_client, second.container_id)
+
+
+def test_thread_bomb(runtime: DockerRuntime, docker_client: docker.DockerClient) -> None:
+    code = """
+import threading, time
+started = 0
+try:
+    for _ in range(100000):
+        threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+        started += 1
+except RuntimeError:
+    pass
+print(started, flush=True)
+"""
+    result = run(runtime, code, Limits(timeout_s=5))
+    assert result.status in ("ok", "error", "oom", "timeout")
+    if runtime.runtime == "runc" and result.status == "ok":
+        assert int(result.stdout) < 64, "the pid limit caps the threads"
+    host_unharmed(docker_client, result.container_id)
+
+
+def test_filling_dev_shm_is_contained(
+    runtime: DockerRuntime, docker_client: docker.DockerClient
+) -> None:
+    code = """
+written = 0
+try:
+    with open("/dev/shm/fill", "wb") as handle:
+        while written < 1 << 30:
+            handle.write(b"x" * (1 << 20))
+            written += 1 << 20
+except OSError as exc:
+    print("stopped", exc.errno)
+print(written >> 20)
+"""
+    result = run(runtime, code, Limits(timeout_s=10))
+    assert result.status in ("ok", "error", "oom"), result.stderr
+    if result.status == "ok":
+        assert int(result.stdout.split()[-1]) < 512, "the shm size and memory limit cap it"
+    host_unharmed(docker_client, result.container_id)
+
+
+def test_invalid_utf8_on_stdout_and_stderr_is_replaced(
+    runtime: DockerRuntime, docker_client: docker.DockerClient
+) -> None:
+    code = "import sys\nsys.stdout.buffer.write(b'ok \\xff\\xfe end')\n"
+    code += "sys.stderr.buffer.write(b'\\xc3\\x28 bad')\n"
+    result = run(runtime, code)
+    assert result.status == "ok"
+    assert result.stdout == "ok \ufffd\ufffd end" and result.stderr.endswith("( bad")
+    json.dumps(result.to_dict())  # what --json prints
+    host_unharmed(docker_client, result.container_id)
+
+
+@pytest.mark.parametrize(
+    ("code", "exit_code"),
+    [
+        ("raise SystemExit(255)", 255),
+        ("raise SystemExit(-1)", 255),
+        ("import os\nos._exit(200)", 200),
+        ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)", 139),
+        ("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)", 143),
+    ],
+)
+def test_unusual_exit_codes_come_back_as_they_are(
+    runtime: DockerRuntime, docker_client: docker.DockerClient, code: str, exit_code: int
+) -> None:
+    result = run(runtime, code)
+    assert (result.status, result.exit_code) == ("error", exit_code)
     host_unharmed(docker_client, result.container_id)
 
 

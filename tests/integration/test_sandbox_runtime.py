@@ -8,7 +8,9 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -237,3 +239,78 @@ def test_fifty_concurrent_runs_with_random_kills_leave_nothing(
             assert outcome.stdout == f"{i}\n"
     assert runtime.sweep() == 0
     assert labelled_containers(docker_client) == []
+
+
+@pytest.mark.parametrize("name", ["runc", "runsc"])
+def test_results_record_runtime_seccomp_and_what_the_program_used(
+    name: str, docker_client: docker.DockerClient, sandbox_image: str
+) -> None:
+    sandbox = fixtures.runtime_for(name, docker_client, sandbox_image)
+    code = (
+        "import subprocess, time\n"
+        "block = bytearray(120 * 1024 * 1024)\n"
+        "open('/tmp/out.bin', 'wb').write(b'x' * (2 * 1024 * 1024))\n"
+        "sleepers = [subprocess.Popen(['sleep', '0.5']) for _ in range(3)]\n"
+        "end = time.process_time() + 0.3\n"
+        "while time.process_time() < end:\n"
+        "    pass\n"
+        "[p.wait() for p in sleepers]\n"
+        "print(open('/proc/self/status').read().count('Seccomp:\\t2'))\n"
+    )
+    result = sandbox.run(ExecutionRequest(code, limits=Limits(timeout_s=20)))
+    assert result.status == "ok", result.stderr
+    assert result.runtime == name
+    assert result.seccomp == {"name": "codeflow-python", "version": 1}
+    assert result.stdout.strip() == "1"  # filtered by seccomp, from inside too
+    used = result.resources
+    assert used is not None
+    assert used["peak_memory_bytes"] >= 120 * 1024 * 1024
+    assert used["cpu_seconds"] >= 0.25
+    assert used["bytes_written"] >= 2 * 1024 * 1024
+    if name == "runc":  # gVisor's processes are its kernel's, not host tasks
+        assert used["processes"] >= 4
+
+
+def test_an_unregistered_runtime_is_one_clear_line(
+    docker_client: docker.DockerClient, sandbox_image: str
+) -> None:
+    with pytest.raises(SandboxError, match="runtime 'kata' is not registered"):
+        DockerRuntime(docker_client, image=sandbox_image, runtime="kata").check()
+
+
+class WithoutOurProfile(DockerRuntime):
+    """An engine configuration that lost codeflow's seccomp profile (Docker's default)."""
+
+    def _host_config(self, limits: Limits) -> dict[str, Any]:
+        config = super()._host_config(limits)
+        config["SecurityOpt"] = ["no-new-privileges"]
+        return config
+
+
+class TrustingTheEngine(DockerRuntime):
+    """Asks for one pid limit, creates the container with another, and skips the check of
+    the engine's record: only the live check is left to notice."""
+
+    def _host_config(self, limits: Limits) -> dict[str, Any]:
+        return super()._host_config(replace(limits, pids=limits.pids * 2))
+
+    def _verify(self, attrs: dict[str, Any], limits: Limits) -> None:
+        return None
+
+
+def test_a_container_without_our_seccomp_profile_never_runs(
+    docker_client: docker.DockerClient, sandbox_image: str
+) -> None:
+    sandbox = WithoutOurProfile(docker_client, image=sandbox_image)
+    with pytest.raises(LimitsNotApplied, match="seccomp profile"):
+        sandbox.run(ExecutionRequest("print('never')"))
+    assert fixtures.labelled_containers(docker_client) == []
+
+
+def test_the_live_cgroup_is_checked_before_the_program_starts(
+    docker_client: docker.DockerClient, sandbox_image: str
+) -> None:
+    sandbox = TrustingTheEngine(docker_client, image=sandbox_image)
+    with pytest.raises(LimitsNotApplied, match="live pids limit is 128, expected 64"):
+        sandbox.run(ExecutionRequest("print('never')", limits=Limits(pids=64)))
+    assert fixtures.labelled_containers(docker_client) == []
