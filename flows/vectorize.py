@@ -111,7 +111,7 @@ def vectorize_repository(
     stale = stale_ids(previous, changes, current, stored)
     if stale or loaded.chunks:
         sweep_stale(settings, namespace, opaque(stale))
-    commit_index(settings, opaque(manifest), namespace)
+    commit_index(settings, opaque(manifest), namespace, run_id)
     summary = _summary(fp, changes, manifest, scheduler, stale=stale, started=started)
     return _finish(reporter, summary, run_id, warm=warm)
 

@@ -35,7 +35,7 @@ import orjson
 from config.errors import ProtocolError
 
 MAX_CLIENT_MESSAGE_BYTES = 4096
-_ROOM = re.compile(r"runs|run:[A-Za-z0-9_.:-]{1,128}|repo:[A-Za-z0-9_.:/@+-]{1,200}")
+_ROOM = re.compile(r"runs|cache|run:[A-Za-z0-9_.:-]{1,128}|repo:[A-Za-z0-9_.:/@+-]{1,200}")
 _STREAM_ID = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?")
 
 StreamId = tuple[int, int]
@@ -121,7 +121,7 @@ def _room(data: dict[str, Any]) -> str:
     if not isinstance(room, str) or not is_valid_room(room):
         raise ProtocolError(
             ErrorCode.BAD_REQUEST,
-            "room must be 'runs', 'run:<flow run id>' or 'repo:<repository id>'",
+            "room must be 'runs', 'cache', 'run:<flow run id>' or 'repo:<repository id>'",
         )
     return room
 

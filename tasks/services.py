@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config import Settings
-from tasks.cache import Cache
+from tasks.cache import SANDBOX_NAMESPACE, SEARCH_NAMESPACE, Cache
 from tasks.events import EventLog
 from tasks.index.manifests import ManifestStore
 
@@ -131,8 +131,8 @@ def services_for(settings: Settings) -> Services:
     return Services(
         settings=settings,
         bus=EventBus(client, maxlen=settings.events_maxlen, ttl_s=settings.cache_ttl_seconds),
-        search_cache=cache("search", client),
-        sandbox_cache=cache("sandbox", client),
+        search_cache=cache(SEARCH_NAMESPACE, client),
+        sandbox_cache=cache(SANDBOX_NAMESPACE, client),
         embedding_store=cache("embeddings", bulk),
         manifests=_manifests(settings, settings.home),
         make_embedder=lambda: build_embedder(settings),
@@ -165,9 +165,9 @@ def in_memory_services(
     services = Services(
         settings=settings,
         bus=MemoryBus(),
-        search_cache=MemoryCache(),
-        sandbox_cache=MemoryCache(),
-        embedding_store=MemoryCache(),
+        search_cache=MemoryCache(SEARCH_NAMESPACE),
+        sandbox_cache=MemoryCache(SANDBOX_NAMESPACE),
+        embedding_store=MemoryCache("embeddings"),
         manifests=_manifests(settings, home),
         make_embedder=lambda: chosen,
         make_store=lambda: MemoryStore(chosen.dimensions),

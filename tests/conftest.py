@@ -15,6 +15,9 @@ import websockets.sync.connection
 
 from tests.redis_support import RedisProcess
 
+# Fixtures that skip (or, where CI requires them, fail) without their part of the machine.
+pytest_plugins = ["tests.integration.browser_fixtures"]
+
 # Prefect's telemetry logs network errors (and "database is locked") without these.
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

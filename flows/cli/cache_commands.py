@@ -12,7 +12,6 @@ from config import Settings
 from tasks.cache.invalidation import Invalidator
 from tasks.cache.redis_cache import RedisCache
 from tasks.events.bus import EventBus
-from tasks.events.model import make_event
 from tasks.redis_io.connections import (
     cache_namespaces,
     connect,
@@ -79,7 +78,7 @@ def invalidate(args: argparse.Namespace, settings: Settings) -> int:
     counts = {}
     for ns in targets:
         cache = RedisCache(client, ns, ttl_s=settings.cache_ttl_seconds)
-        inv = Invalidator(cache, announce=lambda e: bus.publish(make_event(**e)))
+        inv = Invalidator(cache, announce=bus.publish)
         counts[ns] = _apply(inv, args)
     if args.json:
         print(json.dumps({"namespaces": counts}))

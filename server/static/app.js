@@ -1,12 +1,14 @@
 // codeflow dashboard: vanilla JS, no build step. Speaks the /ws protocol (ARCHITECTURE.md
-// "Interfaces"): subscribes to `runs` and to `run:<id>` of the selected run, replays what it
-// missed with `since` after a reconnect, and polls /api/cache-stats for the hit-rate chart.
+// "Interfaces"): subscribes to `runs`, `cache` and to `run:<id>` of the selected run, replays
+// what it missed with `since` after a reconnect, and polls /api/cache-stats for the hit-rate
+// chart.
 "use strict";
 
 const TERMINAL = new Set(["Completed", "Failed", "Crashed", "Cancelled", "Cached"]);
 const HISTORY_MS = 24 * 3600 * 1000;  // runs of the last day are replayed on load
 const CACHE_POLL_MS = 5000;
 const CACHE_POINTS = 120;
+const INVALIDATIONS_SHOWN = 12;
 const COLOURS = ["#3b6fe0", "#1f9d63", "#d98b12", "#7c5cd6", "#d64545", "#0e9aa7"];
 
 const state = {
@@ -19,6 +21,7 @@ const state = {
   pinned: false,         // the person clicked a run: stop following the newest
   run: null,             // details of the selected run
   cache: new Map(),      // namespace -> [{t, rate}]
+  invalidations: [],     // newest first: cache.invalidated events of the last day
   dirty: false,
 };
 
@@ -59,6 +62,7 @@ function connect() {
     setStatus("live", "ok");
     const since = `${Date.now() - HISTORY_MS}-0`;
     subscribe("runs", state.lastId.runs || since);
+    subscribe("cache", state.lastId.cache || since);
     if (state.selected) subscribe(`run:${state.selected}`, state.lastId[`run:${state.selected}`] || runSince(state.selected));
   };
   socket.onmessage = (message) => onFrame(JSON.parse(message.data));
@@ -102,6 +106,7 @@ function onFrame(frame) {
   state.lastId[frame.room] = frame.id;
   const event = frame.event;
   if (frame.room === "runs") onRunState(frame.id, event);
+  else if (frame.room === "cache") onInvalidation(event);
   else if (frame.room === `run:${state.selected}`) onRunEvent(event);
   scheduleRender();
 }
@@ -150,10 +155,23 @@ function onRunEvent(event) {
     run.sandbox.unshift(event);
     addActivity(event.ts, `sandbox ${event.status}`, event.status !== "ok");
   } else if (event.kind === "cache.invalidated") {
-    addActivity(event.ts, `cache invalidated${event.tags ? `: ${[].concat(event.tags).join(", ")}` : ""}`, false);
+    addActivity(event.ts, invalidationText(event), false);
   } else if (event.kind === "index.summary") {
     addActivity(event.ts, `indexed ${event.files_total ?? "?"} files, ${event.chunks_total ?? "?"} chunks`, false);
   }
+}
+
+function onInvalidation(event) {
+  state.invalidations.unshift(event);
+  state.invalidations.length = Math.min(state.invalidations.length, INVALIDATIONS_SHOWN);
+}
+
+function invalidationText(event) {
+  // `count` is how many values went for `key` and `pattern`; tags and dependencies (and event
+  // rules, made of them) stale every value under them at once, whatever their number.
+  const what = [].concat(event.targets || []).join(", ");
+  const removed = ["key", "pattern"].includes(event.strategy) ? ` (${event.count ?? "?"} removed)` : "";
+  return `${event.namespace || "cache"}: invalidated by ${event.strategy || "?"} ${what}${removed}`;
 }
 
 function onTaskState(run, event) {
@@ -336,6 +354,15 @@ function renderCache() {
   chart.replaceChildren(...nodes);
   document.getElementById("cache-legend").replaceChildren(...legend);
   document.getElementById("cache-empty").hidden = legend.length > 0;
+  renderInvalidations();
+}
+
+function renderInvalidations() {
+  const items = state.invalidations.map((event) => el("li", { "data-namespace": event.namespace || "" },
+    el("time", { text: clock(event.ts) }),
+    el("span", { text: `${invalidationText(event)}${event.repo_id ? ` · repo ${event.repo_id}` : ""}` })));
+  document.getElementById("invalidations").replaceChildren(...items);
+  document.getElementById("invalidations-empty").hidden = items.length > 0;
 }
 
 // ---- helpers -----------------------------------------------------------------------------

@@ -19,9 +19,16 @@ from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
+#: The cache namespaces of search answers and of sandbox results.
+SEARCH_NAMESPACE = "search"
+SANDBOX_NAMESPACE = "sandbox"
+
 
 class Cache(Protocol):
     """One namespace of a cache. Values are JSON (or ``bytes``); every key has a TTL."""
+
+    #: The namespace's name (events and statistics use it).
+    namespace: str
 
     def get(self, key: str, default: Any = None) -> Any: ...
 

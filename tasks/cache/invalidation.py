@@ -18,17 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
 from config.errors import CacheKeyError
 from tasks.cache.redis_cache import RedisCache
+from tasks.events.model import Event, invalidation_event
 from tasks.redis_io.formats import key_name, validate_part, validate_pattern
 
 _SCAN_BATCH = 2000
 
-Announce = Callable[[dict[str, Any]], object]
+#: Where invalidations are announced, e.g. :meth:`tasks.events.bus.EventBus.publish`.
+Announce = Callable[[Event], object]
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,9 @@ class EventRule:
 
 
 class Invalidator:
-    """Invalidates one namespace and optionally announces it (e.g. on the event bus)."""
+    """Invalidates one namespace and optionally announces each invalidation as a
+    ``cache.invalidated`` event (naming the repository when the values were one
+    repository's search answers, so its ``repo:<id>`` room hears of it)."""
 
     def __init__(self, cache: RedisCache, announce: Announce | None = None) -> None:
         self.cache = cache
@@ -77,7 +80,7 @@ class Invalidator:
         count = self.cache.invalidate_tags(rule.tags) + self.cache.invalidate_dependents(
             rule.depends_on
         )
-        return self._announced("event", [event], count)
+        return self._announced("event", [event], count, [*rule.tags, *rule.depends_on])
 
     def by_pattern(self, pattern: str) -> int:
         """UNLINK every value key of the namespace matching the glob ``pattern``."""
@@ -95,15 +98,10 @@ class Invalidator:
     def _event_key(self, event: str) -> str:
         return key_name(self.cache.namespace, "e", validate_part(event, "event"))
 
-    def _announced(self, strategy: str, targets: list[str], count: int) -> int:
+    def _announced(
+        self, strategy: str, targets: list[str], count: int, invalidated: Sequence[str] = ()
+    ) -> int:
         if self.announce is not None:
-            self.announce(
-                {
-                    "kind": "cache.invalidated",
-                    "namespace": self.cache.namespace,
-                    "strategy": strategy,
-                    "targets": targets,
-                    "count": count,
-                }
-            )
+            ns = self.cache.namespace
+            self.announce(invalidation_event(ns, strategy, targets, count, invalidated=invalidated))
         return count

@@ -23,7 +23,8 @@ _MISSING = object()
 class MemoryCache:
     """Values in a dictionary, each with the tag generations it was written under."""
 
-    def __init__(self) -> None:
+    def __init__(self, namespace: str = "memory") -> None:
+        self.namespace = namespace
         self._values: dict[str, tuple[dict[str, int], bytes]] = {}
         self._generations: Counter[str] = Counter()
         self._lock = threading.RLock()

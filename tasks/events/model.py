@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from tasks.index.manifests import repo_of_tag
 
 KINDS = frozenset(
     {
@@ -64,11 +66,39 @@ def make_event(kind: str, **fields: Any) -> Event:
     return event
 
 
+def invalidation_event(
+    namespace: str,
+    strategy: str,
+    targets: Sequence[str],
+    count: int,
+    *,
+    invalidated: Sequence[str] = (),
+    **fields: Any,
+) -> Event:
+    """A ``cache.invalidated`` event: what was invalidated (``strategy`` over ``targets`` in
+    the cache ``namespace``), how many values, and the repository when everything
+    ``invalidated`` (default: the targets) is one repository's search answers."""
+    repos = {repo_of_tag(name) for name in invalidated or targets}
+    if "repo_id" not in fields and len(repos) == 1:
+        fields["repo_id"] = repos.pop()
+    return make_event(
+        "cache.invalidated",
+        namespace=namespace,
+        strategy=strategy,
+        targets=list(targets),
+        count=count,
+        **fields,
+    )
+
+
 def rooms_for(event: Mapping[str, Any]) -> list[str]:
-    """The rooms an event belongs to: ``runs`` (flow-run states), ``run:<id>``, ``repo:<id>``."""
+    """The rooms an event belongs to: ``runs`` (flow-run states), ``cache`` (every cache
+    invalidation), ``run:<id>``, ``repo:<id>``."""
     rooms = []
     if event.get("kind") == "flow_run.state":
         rooms.append("runs")
+    elif event.get("kind") == "cache.invalidated":
+        rooms.append("cache")
     if event.get("flow_run_id"):
         rooms.append(f"run:{event['flow_run_id']}")
     if event.get("repo_id"):

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+_SEARCH_TAG = re.compile(r"search:([0-9a-f]{16})-.+")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -51,6 +52,21 @@ class IndexManifest:
 def namespace_for(repo_id: str, branch: str) -> str:
     """The vector-store namespace of one repository + branch."""
     return f"{repo_id}-{_SAFE.sub('_', branch)}"[:120]
+
+
+def search_tag(namespace: str) -> str:
+    """The cache tag of every cached search answer over the index ``namespace``."""
+    return f"search:{namespace}"
+
+
+def repo_of_tag(tag: str) -> str | None:
+    """The repository ID a :func:`search_tag` names (``None`` for any other tag).
+
+    >>> repo_of_tag(search_tag(namespace_for("0123456789abcdef", "main")))
+    '0123456789abcdef'
+    """
+    found = _SEARCH_TAG.fullmatch(tag)
+    return found.group(1) if found else None
 
 
 class ManifestStore:

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import numpy as np
 
 from tasks.embedding import Vectors
+from tasks.events.model import invalidation_event
 from tasks.index.changes import Changes, diff_manifests
 from tasks.index.chunking import ChunkingPolicy, chunk_files, chunker_id
-from tasks.index.manifests import IndexManifest
+from tasks.index.manifests import IndexManifest, search_tag
 from tasks.index.plans import LoadResult
 from tasks.records import Chunk
 from tasks.repo.git_repository import Fingerprint, GitRepository
@@ -105,10 +106,25 @@ def sweep(svc: Services, namespace: str, stale: list[str]) -> int:
     return len(stale)
 
 
-def commit(svc: Services, manifest: IndexManifest, namespace: str) -> None:
-    """Record the manifest last, then invalidate this namespace's cached search results."""
+def commit(
+    svc: Services, manifest: IndexManifest, namespace: str, flow_run_id: str | None = None
+) -> None:
+    """Record the manifest last, then invalidate this namespace's cached search results and
+    say so on the bus (rooms ``cache``, ``repo:<id>`` and the run's)."""
     svc.manifests.save(manifest)
-    svc.search_cache.invalidate_tags([f"search:{namespace}"])
+    tag = search_tag(namespace)
+    count = svc.search_cache.invalidate_tags([tag])
+    event = invalidation_event(
+        svc.search_cache.namespace,
+        "tag",
+        [tag],
+        count,
+        repo_id=manifest.repo_id,
+        branch=manifest.branch,
+        index=namespace,
+        flow_run_id=flow_run_id or None,
+    )
+    svc.bus.publish(event)
 
 
 @dataclass(eq=False)

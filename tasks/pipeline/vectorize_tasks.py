@@ -158,8 +158,10 @@ def sweep_stale(settings: Settings, namespace: str, stale: list[str]) -> int:
 
 
 @task(name="commit-index", **_PLAIN)
-def commit_index(settings: Settings, manifest: IndexManifest, namespace: str) -> None:
-    index_steps.commit(services_for(settings), manifest, namespace)
+def commit_index(
+    settings: Settings, manifest: IndexManifest, namespace: str, flow_run_id: str
+) -> None:
+    index_steps.commit(services_for(settings), manifest, namespace, flow_run_id)
 
 
 def opaque(value: T) -> T:

@@ -12,7 +12,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from config.errors import ConfigError, RepositoryError
-from tasks.index.manifests import IndexManifest, namespace_for
+from tasks.index.manifests import IndexManifest, namespace_for, search_tag
 from tasks.repo.git_repository import GitRepository
 from tasks.search.ranking import RANKING_VERSION
 
@@ -51,7 +51,7 @@ def search_repository(
     material = f"{RANKING_VERSION}\0{backend}\0{namespace}\0{limit}\0{query}".encode()
     key = "q:" + hashlib.blake2b(material, digest_size=20).hexdigest()
     hits: list[dict[str, Any]] = svc.search_cache.get_or_compute(
-        key, lambda: _search(svc, query, namespace, limit), tags=[f"search:{namespace}"]
+        key, lambda: _search(svc, query, namespace, limit), tags=[search_tag(namespace)]
     )
     return hits
 

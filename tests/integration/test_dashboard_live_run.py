@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -13,20 +14,20 @@ import flows.vectorize
 import tasks.pipeline.vectorize_tasks
 from tasks.redis_io.formats import STREAM
 from tests.git_support import make_repo
+from tests.integration.browser_fixtures import ARTIFACTS
 from tests.integration.server_fixtures import ServerProcess
-from tests.integration.test_server_browser import ARGS, ARTIFACTS, CHROMIUM
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.usefixtures("prefect_harness"),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium)"),
-]
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("prefect_harness")]
 
 
 def test_dashboard_follows_a_real_flow_run(
-    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch, codeflow_env: dict[str, str]
+    tmp_path: Path,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    codeflow_env: dict[str, str],
+    browser: Any,
+    playwright_api: ModuleType,
 ) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
     repo = make_repo(
         tmp_path / "repo",
         {f"pkg/m{i}.py": f"def f{i}(x):\n    return x + {i}\n" for i in range(30)},
@@ -50,29 +51,23 @@ def test_dashboard_follows_a_real_flow_run(
         target=lambda: result.append(flows.vectorize.vectorize_repository(str(repo)))
     )
     try:
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.goto(f"http://127.0.0.1:{server.port}/?token={server.token}")
-            expect = sync_api.expect
-            expect(page.locator("#connection")).to_have_text("live")
-            runner.start()
-            _wait(lambda: bool(run_ids))
-            row = page.locator(f'#runs tr[data-run-id="{run_ids[0]}"]')
-            expect(row).to_contain_text("Running", timeout=60_000)
-            row.click()
-            expect(page.locator("#run-state")).to_have_text("Running")
-            expect(page.locator('[data-task="write-vectors"]')).to_contain_text("Completed")
-            expect(page.locator(".progress-count").first).to_contain_text("30 / 30 files")
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "dashboard-real-run-running.png"), full_page=True)
-            gate.set()
-            expect(page.locator("#run-state")).to_have_text("Completed", timeout=60_000)
-            expect(row).to_contain_text("Completed")
-            page.screenshot(
-                path=str(ARTIFACTS / "dashboard-real-run-completed.png"), full_page=True
-            )
-            browser.close()
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(f"http://127.0.0.1:{server.port}/?token={server.token}")
+        expect = playwright_api.expect
+        expect(page.locator("#connection")).to_have_text("live")
+        runner.start()
+        _wait(lambda: bool(run_ids))
+        row = page.locator(f'#runs tr[data-run-id="{run_ids[0]}"]')
+        expect(row).to_contain_text("Running", timeout=60_000)
+        row.click()
+        expect(page.locator("#run-state")).to_have_text("Running")
+        expect(page.locator('[data-task="write-vectors"]')).to_contain_text("Completed")
+        expect(page.locator(".progress-count").first).to_contain_text("30 / 30 files")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-real-run-running.png"), full_page=True)
+        gate.set()
+        expect(page.locator("#run-state")).to_have_text("Completed", timeout=60_000)
+        expect(row).to_contain_text("Completed")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-real-run-completed.png"), full_page=True)
     finally:
         gate.set()
         runner.join(timeout=120)

@@ -13,29 +13,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 import redis
 
 from tasks.events.bus import EventBus
 from tasks.events.model import make_event
-from tests.integration.server_fixtures import ROOT, ServerProcess, unique_stream
+from tests.integration.browser_fixtures import ARTIFACTS
+from tests.integration.server_fixtures import ServerProcess, unique_stream
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = ROOT / "artifacts"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium)"),
-]
+pytestmark = [pytest.mark.browser]
 
 
 @dataclass
@@ -102,6 +91,13 @@ class ScriptedRun:
         self._task("embed_chunks", "Completed")
         self._task("upsert_vectors", "Completed")
         self._task("sweep_stale", "Failed", message="RepositoryError: lost commit")
+        self._emit(
+            "cache.invalidated",
+            namespace="search",
+            strategy="tag",
+            targets=["search:demo-main"],
+            count=1,
+        )
         self._emit("index.summary", files_total=240, chunks_total=1830)
         self._emit("flow_run.state", state="Completed")
 
@@ -127,47 +123,43 @@ def test_dashboard_shows_a_run_live(
     run_events: ScriptedRun,
     redis_client: redis.Redis,
     namespace: str,
+    browser: Any,
+    playwright_api: ModuleType,
 ) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
     process, _ = server
     redis_client.hset(f"cf:{{{namespace}}}:s", mapping={"hits": 912, "misses": 88, "sets": 88})
-    ARTIFACTS.mkdir(exist_ok=True)
     url = f"http://127.0.0.1:{process.port}/?token={process.token}"
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(url)
-            expect = sync_api.expect
-            expect(page.locator("#connection")).to_have_text("live")
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url)
+    expect = playwright_api.expect
+    expect(page.locator("#connection")).to_have_text("live")
 
-            run_events.start()
-            row = page.locator(f'#runs tr[data-run-id="{run_events.run_id}"]')
-            expect(row).to_contain_text("Running")
-            expect(page.locator("#run-state")).to_have_text("Running")
-            expect(page.locator('[data-task="detect_changes"]')).to_contain_text("Cached")
+    run_events.start()
+    row = page.locator(f'#runs tr[data-run-id="{run_events.run_id}"]')
+    expect(row).to_contain_text("Running")
+    expect(page.locator("#run-state")).to_have_text("Running")
+    expect(page.locator('[data-task="detect_changes"]')).to_contain_text("Cached")
 
-            run_events.advance()
-            count = page.locator('[data-progress="embed_chunks-1"] .progress-count')
-            expect(count).to_have_text("120 / 240 files")
-            expect(page.locator('[data-task="upsert_vectors"] .retries')).to_have_text("↻1")
-            expect(page.locator("#sandbox tr")).to_have_count(2)
-            expect(page.locator(f'#cache-legend [data-namespace="{namespace}"]')).to_contain_text(
-                "91.2%"
-            )
-            page.screenshot(path=str(ARTIFACTS / "dashboard-running.png"), full_page=True)
+    run_events.advance()
+    count = page.locator('[data-progress="embed_chunks-1"] .progress-count')
+    expect(count).to_have_text("120 / 240 files")
+    expect(page.locator('[data-task="upsert_vectors"] .retries')).to_have_text("↻1")
+    expect(page.locator("#sandbox tr")).to_have_count(2)
+    expect(page.locator(f'#cache-legend [data-namespace="{namespace}"]')).to_contain_text("91.2%")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-running.png"), full_page=True)
 
-            run_events.finish()
-            expect(page.locator("#run-state")).to_have_text("Completed")
-            expect(row).to_contain_text("Completed")
-            expect(count).to_have_text("240 / 240 files")
-            expect(page.locator('[data-task="sweep_stale"]')).to_contain_text("Failed")
-            expect(page.locator("#activity")).to_contain_text("lost commit")
-            page.screenshot(path=str(ARTIFACTS / "dashboard-completed.png"), full_page=True)
-            page.emulate_media(color_scheme="dark")
-            page.screenshot(path=str(ARTIFACTS / "dashboard-dark.png"), full_page=True)
-            assert errors == []
-        finally:
-            browser.close()
+    run_events.finish()
+    expect(page.locator("#run-state")).to_have_text("Completed")
+    expect(row).to_contain_text("Completed")
+    expect(count).to_have_text("240 / 240 files")
+    expect(page.locator('[data-task="sweep_stale"]')).to_contain_text("Failed")
+    expect(page.locator("#activity")).to_contain_text("lost commit")
+    invalidated = "search: invalidated by tag search:demo-main"
+    expect(page.locator("#invalidations li")).to_contain_text(invalidated)
+    expect(page.locator("#activity")).to_contain_text(invalidated)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-completed.png"), full_page=True)
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-dark.png"), full_page=True)
+    assert errors == []
