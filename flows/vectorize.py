@@ -68,6 +68,7 @@ def vectorize_repository(
     freeze_startup()  # full GCs then skip the objects of the imports (tasks.pipeline.long_lived)
     settings = with_backends(load_settings(), embedder, store)
     svc = services_for(settings)
+    outages = svc.redis_errors()
     fp = fingerprint_repository(path)
     label = _branch_label(fp, branch)
     namespace = namespace_for(fp.repo_id, label)
@@ -79,7 +80,7 @@ def vectorize_repository(
     previous, changes = detect_changes(settings, opaque(fp), label, full, embedder_id)
     if previous is not None and _up_to_date(previous, changes, fp):  # nothing to do
         summary = _summary(fp, changes, previous, None, stale=[], started=started)
-        return _finish(reporter, summary, run_id, warm=None)
+        return _finish(reporter, summary, run_id, svc.redis_errors() - outages, warm=None)
     in_workers = svc.pool.size > 0 and len(changes.to_load) >= INLINE_FILES
     warm = _WarmUp(settings, svc, in_workers) if changes.to_load else None
     target = (namespace, fp.repo_id, label)
@@ -113,14 +114,21 @@ def vectorize_repository(
         sweep_stale(settings, namespace, opaque(stale))
     commit_index(settings, opaque(manifest), namespace, run_id)
     summary = _summary(fp, changes, manifest, scheduler, stale=stale, started=started)
-    return _finish(reporter, summary, run_id, warm=warm)
+    return _finish(reporter, summary, run_id, svc.redis_errors() - outages, warm=warm)
 
 
 def _finish(
-    reporter: Reporter, summary: dict[str, Any], run_id: str, *, warm: _WarmUp | None
+    reporter: Reporter,
+    summary: dict[str, Any],
+    run_id: str,
+    redis_errors: int,
+    *,
+    warm: _WarmUp | None,
 ) -> dict[str, Any]:
-    """Complete the run's summary (its ID, the embedder's usage), publish and return it."""
+    """Complete the run's summary (its ID, the embedder's usage, Redis calls that met an
+    outage), publish and return it."""
     summary["flow_run_id"] = run_id
+    summary["redis_errors"] = redis_errors
     if warm is not None:
         summary.update(usage_of(warm.embedder).minus(warm.usage_before).as_summary())
     reporter.summary(summary)

@@ -161,6 +161,7 @@ class ReadyHandler(_PlainHandler):
         try:
             await aio.ping(self.context.client, self.context.redis_timeout_s)
         except RedisUnavailable as exc:
+            self.context.metrics.redis_outage()
             self.write_json(503, {"status": "unavailable", "redis": str(exc)})
             return
         self.write_json(200, {"status": "ready"})
@@ -173,8 +174,8 @@ class MetricsHandler(_PlainHandler):
                 self.context.client, self.context.redis_timeout_s * 4
             )
             self.context.metrics.update_cache(stats)
-        except RedisUnavailable:
-            pass  # the gauges keep their last values; /readyz tells that Redis is gone
+        except RedisUnavailable:  # the gauges keep their last values
+            self.context.metrics.redis_outage()
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(self.context.metrics.render())
 
@@ -191,6 +192,7 @@ class CacheStatsHandler(_PlainHandler):
                 self.context.client, self.context.redis_timeout_s * 4
             )
         except RedisUnavailable:
+            self.context.metrics.redis_outage()
             self.write_json(503, {"error": "Redis unreachable"})
             return
         self.write_json(200, {"ts": time.time(), "namespaces": stats})

@@ -108,6 +108,7 @@ class Hub:
                     self._reader, self.stream, self._cursor, self._batch, self._block_ms
                 )
             except RedisUnavailable as exc:
+                self._metrics.redis_outage()
                 log.warning("event stream unreachable (%s); retrying in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
@@ -122,6 +123,7 @@ class Hub:
             self._cursor = entry_id
             self._metrics.events_read.inc()
             if event:
+                self._metrics.runs.observe(event)
                 self._fan_out(entry_id, raw, event)
 
     def _fan_out(self, entry_id: str, raw: bytes, event: dict[str, Any]) -> None:

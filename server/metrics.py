@@ -7,13 +7,18 @@ Cache statistics are read on demand by :func:`tasks.redis_io.aio.read_cache_stat
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
+
+from server.run_metrics import Histogram, RunMetrics
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -27,34 +32,44 @@ class _DeliveryCollector(Collector):
 
     def __init__(self) -> None:
         self.sent = {"event": 0, "replay": 0, "control": 0}
-        self.buckets = [0] * (len(_LATENCY_BUCKETS) + 1)
-        self.latency_sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.buckets[bisect_left(_LATENCY_BUCKETS, seconds)] += 1
-        self.latency_sum += seconds
+        self.latency = Histogram(_LATENCY_BUCKETS)
 
     def collect(self) -> Iterator[Metric]:
         sent = CounterMetricFamily("codeflow_ws_messages_sent", "Frames sent", labels=["kind"])
         for kind, count in self.sent.items():
             sent.add_metric([kind], count)
         yield sent
-        cumulative, running = [], 0
-        for bound, count in zip(
-            [*map(floatToGoString, _LATENCY_BUCKETS), "+Inf"], self.buckets, strict=True
-        ):
-            running += count
-            cumulative.append((bound, running))
         yield HistogramMetricFamily(
             "codeflow_ws_delivery_latency_seconds",
             "Event timestamp to frame written, live events only",
-            buckets=cumulative,
-            sum_value=self.latency_sum,
+            buckets=self.latency.cumulative(),
+            sum_value=self.latency.total,
         )
 
 
+class _CacheCollector(Collector):
+    """Each cache namespace's shared hit and miss counts (kept in Redis by every process
+    using the cache) and hit rate, as last read."""
+
+    def __init__(self) -> None:
+        self.stats: CacheStats = {}
+
+    def collect(self) -> Iterator[Metric]:
+        rate = GaugeMetricFamily(
+            "codeflow_cache_hit_rate", "Cache hits / lookups per namespace", labels=["namespace"]
+        )
+        hits = CounterMetricFamily("codeflow_cache_hits", "Cache hits", labels=["namespace"])
+        misses = CounterMetricFamily("codeflow_cache_misses", "Cache misses", labels=["namespace"])
+        for namespace, values in sorted(self.stats.items()):
+            rate.add_metric([namespace], values.get("hit_rate", 0.0))
+            hits.add_metric([namespace], values.get("hits", 0.0))
+            misses.add_metric([namespace], values.get("misses", 0.0))
+        yield from (rate, hits, misses)
+
+
 class ServerMetrics:
-    """Connections, messages, delivery latency, slow consumers and cache hit rates."""
+    """Connections, messages, delivery latency, slow consumers, cache statistics and what
+    runs did (:class:`~server.run_metrics.RunMetrics`)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -73,18 +88,16 @@ class ServerMetrics:
         self.events_read = Counter(
             "codeflow_events_read", "Stream entries read by this process", registry=r
         )
-        self.cache_hit_rate = Gauge(
-            "codeflow_cache_hit_rate",
-            "Cache hits / lookups per namespace",
-            ["namespace"],
-            registry=r,
-        )
+        self._cache = _CacheCollector()
+        r.register(self._cache)
+        self.runs = RunMetrics()
+        r.register(self.runs)
 
     def event_sent(self, ts: float | None) -> None:
         deliveries = self._deliveries
         deliveries.sent["event"] += 1
         if isinstance(ts, int | float):
-            deliveries.observe(max(0.0, time.time() - ts))
+            deliveries.latency.observe(max(0.0, time.time() - ts))
 
     def replayed_sent(self) -> None:
         self._deliveries.sent["replay"] += 1
@@ -93,8 +106,11 @@ class ServerMetrics:
         self._deliveries.sent["control"] += 1
 
     def update_cache(self, stats: CacheStats) -> None:
-        for namespace, values in stats.items():
-            self.cache_hit_rate.labels(namespace).set(values["hit_rate"])
+        self._cache.stats = {**self._cache.stats, **stats}
+
+    def redis_outage(self) -> None:
+        """This server could not reach Redis (its ``process`` label is ``serve``)."""
+        self.runs.outage("serve")
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

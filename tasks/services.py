@@ -55,6 +55,11 @@ class Services:
     #: Where Prefect keeps task results (Redis database ``RESULTS_DB``); ``None``: nowhere.
     results_url: str | None = None
 
+    def redis_errors(self) -> int:
+        """Redis calls of this process's caches and bus that met an outage so far."""
+        caches = (self.search_cache, self.sandbox_cache, self.embedding_store)
+        return sum(c.counters["errors"] for c in caches) + self.bus.counters["dropped"]
+
     @functools.cached_property
     def embedder(self) -> Embedder:
         return self.make_embedder()

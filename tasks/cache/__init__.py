@@ -14,6 +14,7 @@ Key and value formats live with the rest of what codeflow keeps in Redis, in
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -29,6 +30,8 @@ class Cache(Protocol):
 
     #: The namespace's name (events and statistics use it).
     namespace: str
+    #: This process's counts: ``hits``, ``misses``, ``sets``, ``errors`` (Redis unreachable).
+    counters: Counter[str]
 
     def get(self, key: str, default: Any = None) -> Any: ...
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -15,6 +16,9 @@ from tasks.events.model import Event
 
 class EventSink(Protocol):
     """Where a run's events go. Publishing never raises: ``None`` means it was dropped."""
+
+    #: This process's counts: ``published``, ``dropped`` (Redis unreachable).
+    counters: Counter[str]
 
     def publish(self, event: Mapping[str, Any]) -> str | None: ...
 

@@ -7,6 +7,7 @@ the same IDs' shape, so code that publishes can be checked without Redis.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ class MemoryBus:
     def __init__(self, maxlen: int = 100_000) -> None:
         self.maxlen = maxlen
         self.events: list[tuple[str, Event]] = []
+        self.counters: Counter[str] = Counter()
         self._sequence = 0
         self._lock = threading.Condition()
 
@@ -29,6 +31,7 @@ class MemoryBus:
             self.events.append((entry_id, dict(event)))
             del self.events[: max(0, len(self.events) - self.maxlen)]
             self._lock.notify_all()
+        self.counters["published"] += 1
         return entry_id
 
     def read(

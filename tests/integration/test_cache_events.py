@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from websockets.sync.client import ClientConnection, connect
+from websockets.sync.connection import Connection
 
 import flows.vectorize
 from tasks.index.manifests import namespace_for, search_tag
@@ -40,9 +41,9 @@ def listen(server: ServerProcess, *rooms: str) -> ClientConnection:
     return client
 
 
-def invalidations(client: ClientConnection, count: int) -> list[dict[str, Any]]:
+def invalidations(client: Connection, count: int) -> list[dict[str, Any]]:
     """The next ``count`` cache.invalidated frames (other events of the run are passed over)."""
-    found = []
+    found: list[dict[str, Any]] = []
     while len(found) < count:
         frame = json.loads(client.recv(TIMEOUT_S))
         if frame["type"] == "event" and frame["event"]["kind"] == "cache.invalidated":

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
+
+import tornado.httpclient
 
 from tests.integration.server_fixtures import (
     Client,
@@ -109,6 +112,11 @@ def test_server_keeps_running_through_a_redis_outage(tmp_path: Path) -> None:
         entry_id = await publisher.state("r2", "Running")
         (frame,) = await client.events(1, timeout=30)
         assert frame["id"] == entry_id
+        metrics = await tornado.httpclient.AsyncHTTPClient().fetch(
+            f"http://127.0.0.1:{server.port}/metrics"
+        )
+        outages = re.search(rb'codeflow_redis_outages_total\{process="serve"\} (\S+)', metrics.body)
+        assert outages is not None and float(outages.group(1)) >= 1
 
     try:
         run(scenario(), timeout=90)
