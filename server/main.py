@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -22,6 +23,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from config import Settings
+from config.prefect_env import uses_ephemeral_api
 from server.app import RealtimeApp, make_app
 from server.auth import issue_token, token_secret
 from tasks.redis_io.connections import redis_url_for
@@ -66,6 +68,7 @@ async def _serve(
     secret = token_secret(settings)
     app = make_app(settings, redis_url=redis_url, stream=stream, secret=secret)
     app.start()
+    relay = _start_state_relay(app, settings, stream)
     await _until_following(app)
     sockets = tornado.netutil.bind_sockets(port, address=host, backlog=BACKLOG)
     server = tornado.httpserver.HTTPServer(app)
@@ -80,8 +83,23 @@ async def _serve(
     await stop.wait()
     log.info("shutting down: %d connections", len(app.context.sessions))
     server.stop()
+    if relay is not None:
+        relay.cancel()
     await app.shutdown(DRAIN_S)
     await server.close_all_connections()
+
+
+def _start_state_relay(
+    app: RealtimeApp, settings: Settings, stream: str
+) -> asyncio.Task[None] | None:
+    """With a Prefect server configured, relay its waiting runs (Scheduled, Late, Pending) to
+    the stream: no flow hook can (:mod:`tasks.pipeline.prefect_states`)."""
+    if uses_ephemeral_api(os.environ):
+        return None
+    from tasks.pipeline.prefect_states import StateRelay
+
+    relay = StateRelay(app.context.client, stream, maxlen=settings.events_maxlen)
+    return asyncio.get_running_loop().create_task(relay.run())
 
 
 async def _until_following(app: RealtimeApp) -> None:

@@ -5,6 +5,7 @@
 "use strict";
 
 const TERMINAL = new Set(["Completed", "Failed", "Crashed", "Cancelled", "Cached"]);
+const WAITING = new Set(["Scheduled", "Late", "Pending"]);  // before the run's code starts
 const HISTORY_MS = 24 * 3600 * 1000;  // runs of the last day are replayed on load
 const CACHE_POLL_MS = 5000;
 const CACHE_POINTS = 120;
@@ -113,20 +114,29 @@ function onFrame(frame) {
 
 function onRunState(id, event) {
   const runId = event.flow_run_id;
-  const run = state.runs.get(runId) || { id: runId, firstId: id, start: null, end: null };
+  const run = state.runs.get(runId) || { id: runId, firstId: id, start: null, end: null, waiting: false };
   run.flow = event.flow_name || run.flow || "flow";
-  run.state = event.state;
-  run.ts = event.ts;
-  if (event.state === "Running" && run.start === null) run.start = event.ts;
+  if (event.state === "Running" && (run.start === null || run.waiting)) {
+    run.start = event.ts;
+    run.waiting = false;
+  }
+  if (WAITING.has(event.state) && (run.start === null || run.waiting)) {
+    run.start = event.expected_start || event.ts;  // a scheduled run shows when it should start
+    run.waiting = true;
+  }
   if (run.start === null) run.start = event.ts;
-  run.end = TERMINAL.has(event.state) ? event.ts : null;
+  if (event.ts >= (run.ts || 0)) {  // events may arrive out of order: the newest state wins
+    run.state = event.state;
+    run.ts = event.ts;
+    run.end = TERMINAL.has(event.state) ? event.ts : null;
+  }
   state.runs.set(runId, run);
   if (!state.pinned && newestRunId() === runId && state.selected !== runId) select(runId, false);
 }
 
 function newestRunId() {
   let best = null;
-  for (const run of state.runs.values()) if (!best || run.start > best.start) best = run;
+  for (const run of state.runs.values()) if (!run.waiting && (!best || run.start > best.start)) best = run;
   return best ? best.id : null;
 }
 
@@ -227,7 +237,7 @@ function renderRuns() {
       el("td", {}, badge(run.state)),
       el("td", {}, el("div", { text: run.flow }), el("div", { class: "run-id", text: run.id })),
       el("td", { class: "num", text: clock(run.start) }),
-      el("td", { class: "num", text: duration((run.end || Date.now() / 1000) - run.start) }));
+      el("td", { class: "num", text: run.waiting ? "waiting" : duration((run.end || Date.now() / 1000) - run.start) }));
     row.addEventListener("click", () => select(run.id, true));
     return row;
   });

@@ -7,7 +7,7 @@ share :mod:`~tasks.redis_io.formats`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -20,6 +20,7 @@ from tasks.redis_io.formats import (
     decode_entry,
     namespace_of,
     stats_key,
+    stream_fields,
 )
 from tasks.redis_io.outage import OUTAGE_ERRORS
 
@@ -111,3 +112,18 @@ async def newest_id(reader: Client, stream: str) -> str:
     """The newest entry's ID (``"0-0"`` for an empty stream)."""
     newest: Any = await guarded(lambda: reader.xrevrange(stream, count=1), "read the stream")
     return decode_entry(newest[0][0], {})[0] if newest else "0-0"
+
+
+async def publish_once(
+    client: Client, claim: str, stream: str, event: Mapping[str, Any], *, maxlen: int, ttl_s: int
+) -> bool:
+    """Append ``event`` unless another process already claimed ``claim`` (``SET NX``, kept
+    ``ttl_s``); ``True`` if this call published it."""
+
+    async def claim_and_append() -> bool:
+        if not await client.set(claim, b"1", nx=True, ex=ttl_s):
+            return False
+        await client.xadd(stream, stream_fields(event), maxlen=maxlen, approximate=True)
+        return True
+
+    return await guarded(claim_and_append, "publish an event")

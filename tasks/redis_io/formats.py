@@ -20,7 +20,8 @@ invalidation is one INCR and a stale value is recognised on read.
 ``sets``, ``invalidations``) shared by every process; :func:`cache_stats` reads one.
 
 **Event stream.** ``codeflow:events`` is a capped stream whose entries have one field,
-``e``: the event as JSON (:func:`stream_fields`, :func:`decode_entry`).
+``e``: the event as JSON (:func:`stream_fields`, :func:`decode_entry`). A relay of Prefect's
+states claims ``codeflow:relayed:<flow run>:<state>`` before publishing one (:func:`relay_key`).
 
 >>> key_name("embeddings", "k", "abc")
 'cf:{embeddings}:k:abc'
@@ -174,6 +175,11 @@ STREAM = "codeflow:events"
 #: One stream entry as read: its ID, the event's raw JSON and the decoded event (``{}`` for a
 #: malformed entry, whose ID cursors must still pass).
 Entry = tuple[str, bytes, dict[str, Any]]
+
+
+def relay_key(flow_run_id: str, state: str) -> str:
+    """Claimed by the one relay that publishes ``state`` of a run Prefect reports."""
+    return f"codeflow:relayed:{flow_run_id}:{state}"
 
 
 def stream_fields(event: Mapping[str, Any]) -> dict[Any, Any]:

@@ -297,6 +297,7 @@ def test_run_button_completes_and_streams_state_and_progress(stack: Stack, tmp_p
     states = [m["event"]["state"] for m in live if m.get("type") == "event"
               and m["event"].get("flow_run_id") == run_id]  # fmt: skip
     assert states[-1] == "Completed" and "Running" in states, states
+    assert "Pending" in states, states  # relayed by codeflow serve: no flow hook can see it
     progress = stack.wait_event(
         since, lambda e: e.get("kind") == "progress" and e.get("trace_id") == run_id
     )
@@ -377,6 +378,7 @@ def test_a_short_interval_schedule_fires_at_least_twice(stack: Stack, tmp_path: 
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.schedules import IntervalSchedule
 
+    since = stack.bus().last_id()
     upstream = make_repo(tmp_path / "upstream", _sources(5, "sched"))
     git(upstream, "branch", "-M", "main")
     from tasks.repo.source_params import parse_source
@@ -406,6 +408,10 @@ def test_a_short_interval_schedule_fires_at_least_twice(stack: Stack, tmp_path: 
             Registry(stack.home).remove(entry.name)
     starts = sorted(r.expected_start_time for r in runs)
     assert (starts[1] - starts[0]).total_seconds() >= 5
+    for run in runs:  # each appeared on the bus while scheduled, before it ran
+        states = [e["state"] for e in stack.events(since, _states_of(str(run.id)))]
+        assert "Scheduled" in states and "Running" in states, states
+        assert states.index("Scheduled") < states.index("Running"), states
     clone = stack.home / "repos" / entry.name
     manifest = ManifestStore(stack.home / "manifests" / "lancedb")
     from tasks.repo.git_repository import GitRepository
@@ -413,6 +419,10 @@ def test_a_short_interval_schedule_fires_at_least_twice(stack: Stack, tmp_path: 
     with GitRepository.open(clone) as opened:
         indexed = manifest.load(opened.repo_id, "main")
     assert indexed is not None and len(indexed.chunks) == 5
+
+
+def _states_of(run_id: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e.get("kind") == "flow_run.state" and e.get("flow_run_id") == run_id
 
 
 # --- SIGTERM mid-run, then a re-run ---------------------------------------------------------

@@ -78,7 +78,9 @@ def test_metrics_count_runs_outcomes_and_invalidations(
         return scrape(reply.body.decode())
 
     samples = run(scenario())
-    assert samples[("codeflow_flow_runs_total", (("flow", "vectorize"), ("state", "Completed")))] == 1
+    assert (
+        samples[("codeflow_flow_runs_total", (("flow", "vectorize"), ("state", "Completed")))] == 1
+    )
     assert samples[("codeflow_flow_runs_total", (("flow", "vectorize"), ("state", "Failed")))] == 1
     duration = (("flow", "vectorize"),)
     assert samples[("codeflow_flow_run_duration_seconds_count", duration)] == 2
@@ -101,8 +103,8 @@ def dashboard_metrics_exist(samples: Samples) -> None:
     """Every metric a Grafana panel queries is one the server exported, and so is every
     label a panel groups or filters by."""
     exported: dict[str, set[str]] = {}
-    for name, labels in samples:
-        exported.setdefault(name, set()).update(label for label, _ in labels)
+    for name, pairs in samples:
+        exported.setdefault(name, set()).update(label for label, _ in pairs)
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     assert len(exprs) >= 12
@@ -112,5 +114,5 @@ def dashboard_metrics_exist(samples: Samples) -> None:
         for name in names:
             assert name in exported, f"{name} (in {expr!r}) is not exported"
         grouped = re.findall(r"by \(([^)]*)\)", expr) + re.findall(r"\{(\w+)=", expr)
-        labels = {label.strip() for group in grouped for label in group.split(",")} - {"le"}
-        assert labels <= set().union(*(exported[n] for n in names)), expr
+        used = {label.strip() for group in grouped for label in group.split(",")} - {"le"}
+        assert used <= set[str]().union(*(exported[n] for n in names)), expr
