@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         repo_commands as cli_repo,
     )
     from flows.cli import (
+        report_commands as cli_report,
+    )
+    from flows.cli import (
         sandbox_commands as cli_sandbox,
     )
     from flows.cli import (
@@ -55,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_serve.register(commands)
     cli_repo.register(commands)
     cli_cache.register(commands)
+    cli_report.register(commands)
     return parser
 
 

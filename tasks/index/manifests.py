@@ -15,6 +15,7 @@ import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,14 @@ class ManifestStore:
             return None  # unreadable: the caller does a full scan
         manifest.pending = sorted(set(manifest.pending) | self._pending(repo_id, branch))
         return manifest
+
+    def all(self) -> Iterator[IndexManifest]:
+        """Every readable committed manifest (unreadable ones are passed over)."""
+        for path in sorted(self.directory.glob("*/*.json")):
+            try:
+                yield IndexManifest.from_json(orjson.loads(path.read_bytes()))
+            except (OSError, orjson.JSONDecodeError, TypeError):
+                continue
 
     def note_pending(self, repo_id: str, branch: str, ids: list[str]) -> None:
         """Write-ahead: append IDs about to be written (durable before the write happens)."""
