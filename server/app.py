@@ -30,6 +30,7 @@ from server.handlers import (
     DashboardHandler,
     EventSocket,
     HealthHandler,
+    HistoryHandler,
     MetricsHandler,
     ReadyHandler,
     RelatedHandler,
@@ -184,6 +185,7 @@ def routes(context: ServerContext) -> list[Any]:
         (r"/readyz", ReadyHandler, deps),
         (r"/metrics", MetricsHandler, deps),
         (r"/api/cache-stats", CacheStatsHandler, deps),
+        (r"/api/history", HistoryHandler, deps),
         (r"/api/search", SearchHandler, deps),
         (r"/api/related", RelatedHandler, deps),
     ]

@@ -198,6 +198,26 @@ class CacheStatsHandler(_PlainHandler):
         self.write_json(200, {"ts": time.time(), "namespaces": stats})
 
 
+class HistoryHandler(_PlainHandler):
+    """``GET /api/history?token=...``: the last day's runs and index runs (the rows of
+    ``codeflow report``'s ``run_history`` and ``index_runs`` tables)."""
+
+    async def get(self) -> None:
+        ctx = self.context
+        if not ctx.authorized(self.request):
+            self.write_json(401, {"error": "a valid token is required"})
+            return
+        history = ctx.hub.history
+        if not history.loaded:
+            try:
+                await history.load(ctx.client, ctx.hub.stream, ctx.redis_timeout_s * 20)
+            except (RedisUnavailable, TimeoutError):
+                ctx.metrics.redis_outage()
+                self.write_json(503, {"error": "Redis unreachable"})
+                return
+        self.write_json(200, history.snapshot())
+
+
 class SearchHandler(_PlainHandler):
     """``GET /api/search?q=QUERY&repo=PATH[&limit=K]`` (needs a token): ``{"query", "repo",
     "results"}``, where ``results`` is what ``codeflow search QUERY --repo PATH --json``

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from config.errors import RedisUnavailable
+from server.history import RunHistory
 from server.metrics import ServerMetrics
 from server.protocol import (
     StreamId,
@@ -47,6 +48,7 @@ class Hub:
         stream: str,
         metrics: ServerMetrics,
         *,
+        history: RunHistory | None = None,
         block_ms: int = 2000,
         batch: int = 1000,
     ) -> None:
@@ -54,6 +56,7 @@ class Hub:
         self._client = client
         self._reader = reader
         self._metrics = metrics
+        self.history = history or RunHistory()
         self._block_ms = block_ms
         self._batch = batch
         self._rooms: dict[str, set[Session]] = {}
@@ -124,6 +127,7 @@ class Hub:
             self._metrics.events_read.inc()
             if event:
                 self._metrics.runs.observe(event)
+                self.history.observe(entry_id, event)
                 self._fan_out(entry_id, raw, event)
 
     def _fan_out(self, entry_id: str, raw: bytes, event: dict[str, Any]) -> None:

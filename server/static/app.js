@@ -10,6 +10,8 @@ const HISTORY_MS = 24 * 3600 * 1000;  // runs of the last day are replayed on lo
 const CACHE_POLL_MS = 5000;
 const CACHE_POINTS = 120;
 const INVALIDATIONS_SHOWN = 12;
+const HISTORY_POLL_MS = 15000;
+const FAILED = new Set(["Failed", "Crashed"]);
 const COLOURS = ["#3b6fe0", "#1f9d63", "#d98b12", "#7c5cd6", "#d64545", "#0e9aa7"];
 
 const state = {
@@ -23,6 +25,8 @@ const state = {
   run: null,             // details of the selected run
   cache: new Map(),      // namespace -> [{t, rate}]
   invalidations: [],     // newest first: cache.invalidated events of the last day
+  history: null,         // /api/history: the last day's runs and index runs
+  historyTimer: null,
   dirty: false,
 };
 
@@ -131,6 +135,7 @@ function onRunState(id, event) {
     run.end = TERMINAL.has(event.state) ? event.ts : null;
   }
   state.runs.set(runId, run);
+  if (TERMINAL.has(event.state)) refreshHistorySoon();
   if (!state.pinned && newestRunId() === runId && state.selected !== runId) select(runId, false);
 }
 
@@ -229,6 +234,7 @@ function render() {
   renderRuns();
   renderRun();
   renderCache();
+  renderHistory();
 }
 
 function renderRuns() {
@@ -375,7 +381,63 @@ function renderInvalidations() {
   document.getElementById("invalidations-empty").hidden = items.length > 0;
 }
 
+// ---- history -----------------------------------------------------------------------------
+
+async function pollHistory() {
+  clearTimeout(state.historyTimer);
+  try {
+    const reply = await fetch(`/api/history?token=${encodeURIComponent(state.token)}`, { cache: "no-store" });
+    if (reply.ok) {
+      state.history = await reply.json();
+      scheduleRender();
+    }
+  } finally {
+    state.historyTimer = setTimeout(pollHistory, HISTORY_POLL_MS);
+  }
+}
+
+function refreshHistorySoon() {  // a run just ended: its duration and summary are in
+  clearTimeout(state.historyTimer);
+  state.historyTimer = setTimeout(pollHistory, 1000);
+}
+
+function renderHistory() {
+  const history = state.history;
+  if (!history) return;
+  const runs = history.runs.filter((r) => r.duration_s !== null && r.start !== null);
+  const hits = history.index_runs.filter((r) => r.embedding_hit_rate !== null);
+  plot("history-durations", runs.map((r) => ({ t: r.start, v: r.duration_s, bad: FAILED.has(r.state) })), null);
+  plot("history-hits", hits.map((r) => ({ t: r.ts, v: r.embedding_hit_rate })), 1);
+  const sorted = runs.map((r) => r.duration_s).sort((a, b) => a - b);
+  const failed = runs.filter((r) => FAILED.has(r.state)).length;
+  document.getElementById("history-runs").textContent = runs.length
+    ? `${plural(runs.length, "run")} · p50 ${duration(sorted[Math.floor((sorted.length - 1) / 2)])} · ${failed} failed`
+    : "No finished runs in the last day.";
+  const last = hits[hits.length - 1];
+  document.getElementById("history-hit-rate").textContent = last
+    ? `last index run ${(100 * last.embedding_hit_rate).toFixed(1)}% · ${plural(hits.length, "run")}`
+    : "No index runs in the last day.";
+}
+
+function plot(id, points, yMax) {  // points over time: dots, joined by a line when yMax is set
+  const node = document.getElementById(id);
+  const [w, h] = [320, 110];
+  const top = yMax || Math.max(...points.map((p) => p.v), 0.001);
+  const tMin = Math.min(...points.map((p) => p.t));
+  const tMax = Math.max(...points.map((p) => p.t), tMin + 1);
+  const xy = points.map((p) => [points.length === 1 ? w / 2 : (w - 8) * (p.t - tMin) / (tMax - tMin) + 4, h - 4 - (h - 8) * Math.min(p.v / top, 1), p]);
+  const nodes = [svg("line", { class: "grid", x1: 0, x2: w, y1: h - 4, y2: h - 4 })];
+  if (yMax && xy.length > 1) nodes.push(svg("polyline", { points: xy.map(([x, y]) => `${x},${y}`).join(" "), stroke: COLOURS[2] }));
+  for (const [x, y, p] of xy) nodes.push(svg("circle", { cx: x, cy: y, r: 2.5, class: p.bad ? "dot bad" : "dot" }));
+  node.replaceChildren(...nodes);
+  node.dataset.points = String(points.length);
+}
+
 // ---- helpers -----------------------------------------------------------------------------
+
+function plural(count, noun) {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
 
 function clock(ts) {
   return ts ? new Date(ts * 1000).toLocaleTimeString([], { hour12: false }) : "–";
@@ -392,4 +454,5 @@ function duration(seconds) {
 setInterval(() => { if ([...state.runs.values()].some((r) => !r.end)) scheduleRender(); }, 1000);
 connect();
 pollCache();
+pollHistory();
 render();

@@ -98,7 +98,15 @@ class ScriptedRun:
             targets=["search:demo-main"],
             count=1,
         )
-        self._emit("index.summary", files_total=240, chunks_total=1830)
+        self._emit(
+            "index.summary",
+            files_total=240,
+            files_changed=240,
+            chunks_total=1830,
+            chunks_embedded=630,
+            cache_hits=1200,
+            duration_s=8.5,
+        )
         self._emit("flow_run.state", state="Completed")
 
 
@@ -159,6 +167,9 @@ def test_dashboard_shows_a_run_live(
     invalidated = "search: invalidated by tag search:demo-main"
     expect(page.locator("#invalidations li")).to_contain_text(invalidated)
     expect(page.locator("#activity")).to_contain_text(invalidated)
+    expect(page.locator("#history-runs")).to_contain_text("1 run · p50 8.")
+    expect(page.locator("#history-durations")).to_have_attribute("data-points", "1")
+    expect(page.locator("#history-hit-rate")).to_contain_text("last index run 65.6%")
     page.screenshot(path=str(ARTIFACTS / "dashboard-completed.png"), full_page=True)
     page.emulate_media(color_scheme="dark")
     page.screenshot(path=str(ARTIFACTS / "dashboard-dark.png"), full_page=True)

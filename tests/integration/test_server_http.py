@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import orjson
@@ -100,3 +101,40 @@ def test_dashboard_page_and_assets_are_served(tmp_path: Path, redis_url: str) ->
                 assert (await fetch(server.url(asset))).code == 200, asset
 
     run(scenario())
+
+
+def test_history_api_holds_the_day_before_and_after_start(tmp_path: Path, redis_url: str) -> None:
+    stream = unique_stream()
+
+    async def scenario() -> dict[str, object]:
+        publisher = Publisher(redis_url, stream)
+        await publisher.state("before", "Running", ts=time.time() - 30)
+        await publisher.state("before", "Completed", ts=time.time() - 20)
+        async with live_server(make_settings(tmp_path), redis_url, stream) as server:
+            assert (await fetch(server.url("/api/history"))).code == 401
+            token = server.token("runs")
+            client = await Client.connect(server.ws_url(token))
+            await client.subscribe("runs")
+            await publisher.state("after", "Running", ts=time.time() - 2)
+            await publisher.state("after", "Failed", ts=time.time())
+            await publisher.publish("index.summary", flow_run_id="after", files_changed=4,
+                                    chunks_embedded=1, cache_hits=3, duration_s=2.0)  # fmt: skip
+            await client.events(2)
+            first = await fetch(server.url(f"/api/history?token={token}"))
+            await publisher.state("late", "Running")
+            await client.events(1)
+            second = await fetch(server.url(f"/api/history?token={token}"))
+        await publisher.close()
+        assert first.code == 200
+        return {"first": orjson.loads(first.body), "second": orjson.loads(second.body)}
+
+    replies = run(scenario())
+    first, second = replies["first"], replies["second"]
+    assert isinstance(first, dict) and isinstance(second, dict)
+    assert [(r["flow_run_id"], r["state"]) for r in first["runs"]] == [
+        ("before", "Completed"),
+        ("after", "Failed"),
+    ]
+    (index_run,) = first["index_runs"]
+    assert (index_run["embedding_hit_rate"], index_run["files_per_s"]) == (0.75, 2.0)
+    assert [r["flow_run_id"] for r in second["runs"]] == ["before", "after", "late"]
