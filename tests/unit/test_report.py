@@ -155,3 +155,19 @@ def test_an_empty_history_is_an_empty_report_with_a_note(tmp_path: Path) -> None
     write_parquet(empty, tmp_path / "e.parquet")
     page = render_html(empty)
     assert "<svg" not in page and "no runs, index statistics" in page
+
+
+def test_since_takes_a_duration_or_a_date() -> None:
+    from config.errors import ConfigError
+    from flows.cli.report_commands import FORMATS as OFFERED
+    from flows.cli.report_commands import parse_since
+    from tasks.reports.render import FORMATS
+
+    assert OFFERED == FORMATS  # the command line lists them without importing pandas
+    assert parse_since("12h", T0) == T0 - 12 * 3600
+    assert parse_since("2w", T0) == T0 - 14 * 86400
+    assert parse_since("2026-12-01", T0) == 1_796_083_200.0  # midnight UTC
+    assert parse_since("2026-12-01T01:00+01:00", T0) == 1_796_083_200.0
+    for wrong in ("yesterday", "7 days", "2027-01-01"):
+        with pytest.raises(ConfigError, match="--since"):
+            parse_since(wrong, T0)
