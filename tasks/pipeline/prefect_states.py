@@ -82,7 +82,7 @@ class StateRelay:
     client: aio.Client
     stream: str
     maxlen: int = 100_000
-    interval_s: float = 5.0
+    interval_s: float = 2.0
     horizon_s: float = 3600.0
     _flow_names: dict[str, str] = field(default_factory=dict)
 

@@ -60,8 +60,11 @@ LABEL = "codeflow.sandbox"
 OWNER_LABEL = "codeflow.owner"
 DEFAULT_IMAGE = "codeflow-sandbox:latest"
 START_HINT = "start Docker (is the daemon running and /var/run/docker.sock readable?)"
-#: Host tasks of a gVisor sandbox beyond the program's limit (it idles at ~40 threads).
-RUNSC_TASKS = 128
+#: Host tasks of a gVisor sandbox beyond the program's limit. It idles at ~40 threads, but
+#: its Go runtime adds one per blocked system call: with 200 forks on a busy machine it
+#: passed +128 and the sandbox died (Go's fatal error, exit status 2); +256 held in every
+#: trial, and +512 leaves room for more cores.
+RUNSC_TASKS = 512
 RUNSC_HINT = "run scripts/register-gvisor (it installs runsc and edits the engine's daemon.json)"
 BUILD_HINT = "run `codeflow sandbox build-image`"
 

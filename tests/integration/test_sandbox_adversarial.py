@@ -169,7 +169,7 @@ states = [open(f'/proc/{p}/stat').read().split(') ')[1][0] for p in pids]
 print(children, states.count('Z'))
 """
     result = run(runtime, code, Limits(timeout_s=10))
-    assert result.status == "ok", result.stderr
+    assert result.status == "ok", (result.exit_code, result.stdout, result.stderr)
     children, zombies = map(int, result.stdout.split())
     assert zombies > 0
     if runtime.runtime == "runc":  # under gVisor the program's processes are its kernel's
