@@ -69,6 +69,11 @@ def uses_ephemeral_api(environ: Mapping[str, str]) -> bool:
     return str(chosen.get("PREFECT_SERVER_EPHEMERAL_ENABLED", "true")).lower() not in _OFF
 
 
+def has_prefect_server() -> bool:
+    """This process is configured for a Prefect server (its environment or active profile)."""
+    return not uses_ephemeral_api(os.environ)
+
+
 def startup_timeout_s(environ: Mapping[str, str]) -> float:
     """How long to wait for Prefect's temporary API server to answer."""
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import socket
 import sys
@@ -23,7 +22,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from config import Settings
-from config.prefect_env import uses_ephemeral_api
+from config.prefect_env import has_prefect_server
 from server.app import RealtimeApp, make_app
 from server.auth import issue_token, token_secret
 from tasks.redis_io.connections import redis_url_for
@@ -94,7 +93,7 @@ def _start_state_relay(
 ) -> asyncio.Task[None] | None:
     """With a Prefect server configured, relay its waiting runs (Scheduled, Late, Pending) to
     the stream: no flow hook can (:mod:`tasks.pipeline.prefect_states`)."""
-    if uses_ephemeral_api(os.environ):
+    if not has_prefect_server():
         return None
     from tasks.pipeline.prefect_states import StateRelay
 
