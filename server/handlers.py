@@ -208,13 +208,12 @@ class HistoryHandler(_PlainHandler):
             self.write_json(401, {"error": "a valid token is required"})
             return
         history = ctx.hub.history
-        if not history.loaded:
-            try:
-                await history.load(ctx.client, ctx.hub.stream, ctx.redis_timeout_s * 20)
-            except (RedisUnavailable, TimeoutError):
-                ctx.metrics.redis_outage()
-                self.write_json(503, {"error": "Redis unreachable"})
-                return
+        try:
+            await history.load(ctx.client, ctx.hub.stream, ctx.redis_timeout_s * 20)
+        except (RedisUnavailable, TimeoutError):
+            ctx.metrics.redis_outage()
+            self.write_json(503, {"error": "Redis unreachable"})
+            return
         self.write_json(200, history.snapshot())
 
 

@@ -31,6 +31,7 @@ class RunHistory:
         self.max_events = max_events
         self.loaded = False
         self._events: OrderedDict[str, Event] = OrderedDict()
+        self._loading = asyncio.Lock()
 
     def observe(self, entry_id: str, event: Event) -> None:
         if event.get("kind") in KINDS:
@@ -39,20 +40,23 @@ class RunHistory:
                 self._events.popitem(last=False)
 
     async def load(self, client: aio.Client, stream: str, timeout_s: float) -> None:
-        """Read the window's events from the stream (raises RedisUnavailable, or
-        TimeoutError after ``timeout_s`` for one page)."""
-        after = f"{int((time.time() - self.window_s) * 1000)}-0"
-        while True:
-            entries = await asyncio.wait_for(
-                aio.entries_after(client, stream, after, _PAGE), timeout_s
-            )
-            for entry_id, _, event in entries:
-                self.observe(entry_id, event)
-            if len(entries) < _PAGE:
-                break
-            after = entries[-1][0]
-        self._events = OrderedDict(sorted(self._events.items(), key=lambda kv: _order(kv[0])))
-        self.loaded = True
+        """Read the window's events from the stream, once however many requests ask at the
+        same time (raises RedisUnavailable, or TimeoutError after ``timeout_s`` for a page)."""
+        async with self._loading:
+            if self.loaded:
+                return
+            after = f"{int((time.time() - self.window_s) * 1000)}-0"
+            while True:
+                entries = await asyncio.wait_for(
+                    aio.entries_after(client, stream, after, _PAGE), timeout_s
+                )
+                for entry_id, _, event in entries:
+                    self.observe(entry_id, event)
+                if len(entries) < _PAGE:
+                    break
+                after = entries[-1][0]
+            self._events = OrderedDict(sorted(self._events.items(), key=lambda kv: _order(kv[0])))
+            self.loaded = True
 
     def snapshot(self) -> dict[str, Any]:
         """``{"since", "runs": [...], "index_runs": [...]}`` over the window."""

@@ -22,10 +22,11 @@ from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricF
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from tasks.reports.history import TERMINAL
+
 #: Flow-run durations in seconds: from a second (a no-op index) to an hour (a cold monorepo).
 DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 SANDBOX_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-TERMINAL = frozenset({"Completed", "Failed", "Crashed", "Cancelled"})
 _OPEN_RUNS = 10_000  # start times kept for runs not finished yet (the oldest go first)
 
 Event = Mapping[str, Any]

@@ -39,7 +39,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     inv.set_defaults(handler=invalidate)
 
 
-def _client(settings: Settings) -> redis.Redis:
+def redis_client(settings: Settings) -> redis.Redis:
+    """A client for commands that read or change Redis directly (timeouts of 2 s at least)."""
     return connect(redis_url_for(settings), timeout_s=max(settings.redis_timeout_s, 2.0))
 
 
@@ -52,7 +53,7 @@ def collect_stats(client: redis.Redis) -> dict[str, Any]:
 
 
 def show_stats(args: argparse.Namespace, settings: Settings) -> int:
-    report = collect_stats(_client(settings))
+    report = collect_stats(redis_client(settings))
     if args.json:
         print(json.dumps(report, indent=None))
         return 0
@@ -72,7 +73,7 @@ def show_stats(args: argparse.Namespace, settings: Settings) -> int:
 
 def invalidate(args: argparse.Namespace, settings: Settings) -> int:
     _validate(args)
-    client = _client(settings)
+    client = redis_client(settings)
     bus = EventBus(client, maxlen=settings.events_maxlen)
     targets = [args.namespace] if args.namespace else cache_namespaces(client)
     counts = {}

@@ -83,11 +83,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 def _describe(settings: Settings, entry: RegisteredRepo, now: float) -> dict[str, Any]:
     described = asdict(entry)
     described.pop("extra", None)
-    described["path"] = (
-        str(Checkouts(settings.home).path_for(entry.source, entry.name))
-        if entry.kind == "url"
-        else entry.source
-    )
+    described["path"] = str(Checkouts(settings.home).work_tree(entry))
     described["due"] = is_due(entry, now)
     return described
 

@@ -68,11 +68,7 @@ def repo_id_for(key: str, settings: Settings) -> str:
 
     folder = Path(key)
     for entry in Registry(settings.home).find(key):
-        folder = (
-            Path(entry.source)
-            if entry.kind == "path"
-            else Checkouts(settings.home).path_for(entry.source, entry.name)
-        )
+        folder = Checkouts(settings.home).work_tree(entry)
     try:
         with GitRepository.open(str(folder)) as repo:
             return repo.repo_id

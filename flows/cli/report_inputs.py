@@ -30,7 +30,8 @@ def gather(settings: Settings, since: float, until: float, repo_id: str | None) 
 
 
 def _codeflow_sources(settings: Settings, inputs: ReportInputs) -> None:
-    from tasks.redis_io.connections import connect, read_cache_stats, redis_url_for
+    from flows.cli.cache_commands import redis_client
+    from tasks.redis_io.connections import read_cache_stats
     from tasks.redis_io.outage import OUTAGE_ERRORS
     from tasks.reports.sources import read_events, read_manifests
     from tasks.services import services_for
@@ -39,8 +40,7 @@ def _codeflow_sources(settings: Settings, inputs: ReportInputs) -> None:
     inputs.manifests = read_manifests(svc.manifests)
     try:
         inputs.events = read_events(svc.bus, inputs.since, inputs.until)
-        client = connect(redis_url_for(settings), timeout_s=max(settings.redis_timeout_s, 2.0))
-        inputs.cache_stats = read_cache_stats(client)
+        inputs.cache_stats = read_cache_stats(redis_client(settings))
     except OUTAGE_ERRORS as exc:
         _unreadable(inputs, exc)
     except CodeflowError as exc:  # RedisUnavailable from the bus

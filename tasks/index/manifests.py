@@ -70,6 +70,14 @@ def repo_of_tag(tag: str) -> str | None:
     return found.group(1) if found else None
 
 
+def _read(path: Path) -> IndexManifest | None:
+    """The manifest in ``path``; ``None`` if there is none or it cannot be read."""
+    try:
+        return IndexManifest.from_json(orjson.loads(path.read_bytes()))
+    except (OSError, orjson.JSONDecodeError, TypeError):
+        return None
+
+
 class ManifestStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -82,24 +90,18 @@ class ManifestStore:
 
     def load(self, repo_id: str, branch: str) -> IndexManifest | None:
         """The committed manifest, with IDs written since (``pending``) merged in."""
-        try:
-            raw = self.path(repo_id, branch).read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
-            manifest = IndexManifest.from_json(orjson.loads(raw))
-        except (orjson.JSONDecodeError, TypeError):
-            return None  # unreadable: the caller does a full scan
+        manifest = _read(self.path(repo_id, branch))
+        if manifest is None:
+            return None  # none, or unreadable: the caller does a full scan
         manifest.pending = sorted(set(manifest.pending) | self._pending(repo_id, branch))
         return manifest
 
     def all(self) -> Iterator[IndexManifest]:
         """Every readable committed manifest (unreadable ones are passed over)."""
         for path in sorted(self.directory.glob("*/*.json")):
-            try:
-                yield IndexManifest.from_json(orjson.loads(path.read_bytes()))
-            except (OSError, orjson.JSONDecodeError, TypeError):
-                continue
+            manifest = _read(path)
+            if manifest is not None:
+                yield manifest
 
     def note_pending(self, repo_id: str, branch: str, ids: list[str]) -> None:
         """Write-ahead: append IDs about to be written (durable before the write happens)."""

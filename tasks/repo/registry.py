@@ -212,6 +212,12 @@ class Checkouts:
     def __init__(self, home: Path) -> None:
         self.directory = home / REPOS_DIR
 
+    def work_tree(self, entry: RegisteredRepo) -> Path:
+        """Where ``entry``'s files are: its own folder, or the clone codeflow keeps of it."""
+        return (
+            Path(entry.source) if entry.kind == "path" else self.path_for(entry.source, entry.name)
+        )
+
     def path_for(self, url: str, name: str) -> Path:
         """``repos/<name>``, or a name suffixed by the URL's hash if ``name`` holds another."""
         plain = self.directory / name

@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from tasks.reports.history import FAILED
+
 COLOURS = ["#3b6fe0", "#1f9d63", "#d98b12", "#7c5cd6", "#d64545", "#0e9aa7"]
 FAILED_COLOUR = "#d64545"
 _STYLE: dict[Any, Any] = {
@@ -71,10 +73,10 @@ def run_durations(history: pd.DataFrame) -> str | None:
 
     def plot(axes: Any) -> None:
         for i, (flow, runs) in enumerate(done.groupby("flow", sort=True)):
-            ok = runs[~runs["state"].isin(("Failed", "Crashed"))]
+            ok = runs[~runs["state"].isin(FAILED)]
             axes.scatter(_times(ok["start"]), ok["duration_s"], s=14, label=str(flow),
                          color=COLOURS[i % len(COLOURS)])  # fmt: skip
-        failed = done[done["state"].isin(("Failed", "Crashed"))]
+        failed = done[done["state"].isin(FAILED)]
         if not failed.empty:
             axes.scatter(_times(failed["start"]), failed["duration_s"], marker="x", s=24,
                          color=FAILED_COLOUR, label="failed")  # fmt: skip

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import redis
 import redis.asyncio as aioredis
 import tornado.httpserver
 import tornado.netutil
@@ -33,7 +34,7 @@ from server.app import RealtimeApp, make_app
 from server.auth import issue_token
 from server.session import Limits
 from tasks.events.model import make_event
-from tasks.redis_io.formats import stream_fields
+from tasks.redis_io.formats import stats_key, stream_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"integration-test-secret-0123456789abcdef"
@@ -178,6 +179,14 @@ class Publisher:
     async def close(self) -> None:
         await self.client.delete(self.stream)
         await self.client.aclose()
+
+
+def seed_cache_stats(redis_url: str, namespace: str, **counts: int) -> None:
+    """Give cache ``namespace`` these shared statistics (``hits``, ``misses``, ``sets``)."""
+    client = redis.Redis.from_url(redis_url)
+    for name, count in counts.items():
+        client.hset(stats_key(namespace), name, count)
+    client.close()
 
 
 def unique_stream() -> str:

@@ -21,6 +21,7 @@ import redis
 
 from tasks.events.bus import EventBus
 from tasks.events.model import make_event
+from tasks.redis_io.formats import stats_key
 from tests.integration.browser_fixtures import ARTIFACTS
 from tests.integration.server_fixtures import ServerProcess, unique_stream
 
@@ -135,7 +136,7 @@ def test_dashboard_shows_a_run_live(
     playwright_api: ModuleType,
 ) -> None:
     process, _ = server
-    redis_client.hset(f"cf:{{{namespace}}}:s", mapping={"hits": 912, "misses": 88, "sets": 88})
+    redis_client.hset(stats_key(namespace), mapping={"hits": 912, "misses": 88, "sets": 88})
     url = f"http://127.0.0.1:{process.port}/?token={process.token}"
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     errors: list[str] = []

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import orjson
-import redis
 import tornado.httpclient
 
 from tests.integration.server_fixtures import (
@@ -15,6 +14,7 @@ from tests.integration.server_fixtures import (
     live_server,
     make_settings,
     run,
+    seed_cache_stats,
     unique_stream,
 )
 from tests.redis_support import RedisProcess
@@ -27,9 +27,7 @@ async def fetch(url: str, **kwargs: object) -> tornado.httpclient.HTTPResponse:
 
 def test_health_ready_and_metrics(tmp_path: Path, redis_url: str, namespace: str) -> None:
     stream = unique_stream()
-    redis.Redis.from_url(redis_url).hset(
-        f"cf:{{{namespace}}}:s", mapping={"hits": 30, "misses": 10, "sets": 10}
-    )
+    seed_cache_stats(redis_url, namespace, hits=30, misses=10, sets=10)
 
     async def scenario() -> None:
         publisher = Publisher(redis_url, stream)
@@ -52,7 +50,7 @@ def test_health_ready_and_metrics(tmp_path: Path, redis_url: str, namespace: str
 
 
 def test_cache_stats_api_needs_a_token(tmp_path: Path, redis_url: str, namespace: str) -> None:
-    redis.Redis.from_url(redis_url).hset(f"cf:{{{namespace}}}:s", mapping={"hits": 1, "misses": 3})
+    seed_cache_stats(redis_url, namespace, hits=1, misses=3)
 
     async def scenario() -> None:
         async with live_server(make_settings(tmp_path), redis_url, unique_stream()) as server:

@@ -8,7 +8,6 @@ import re
 import time
 from pathlib import Path
 
-import redis
 import tornado.httpclient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -19,6 +18,7 @@ from tests.integration.server_fixtures import (
     live_server,
     make_settings,
     run,
+    seed_cache_stats,
     unique_stream,
 )
 
@@ -62,9 +62,7 @@ def test_metrics_count_runs_outcomes_and_invalidations(
     tmp_path: Path, redis_url: str, namespace: str
 ) -> None:
     stream = unique_stream()
-    redis.Redis.from_url(redis_url).hset(
-        f"cf:{{{namespace}}}:s", mapping={"hits": 9, "misses": 1, "sets": 1}
-    )
+    seed_cache_stats(redis_url, namespace, hits=9, misses=1, sets=1)
 
     async def scenario() -> Samples:
         publisher = Publisher(redis_url, stream)
