@@ -4,12 +4,15 @@
     ├── ConfigError          a setting or argument is wrong (what to change is in the message)
     │   ├── SettingsError        an environment variable has a bad value (``variable``)
     │   ├── ParameterError       a flow or command parameter is wrong (``parameter``)
-    │   └── TokenError           a token is forged, malformed, expired or lacks a grant
+    │   └── TokenError           a token is forged, malformed or expired
     ├── CacheKeyError        a cache key, namespace, tag or pattern is malformed (``key``)
     ├── RedisUnavailable     Redis could not be reached (the cache degrades instead of raising)
+    ├── AccessDenied         a valid token lacks the grant asked for (``needed``; HTTP 403)
     ├── RepositoryError      the path is missing, not a git repository, or unusable
     │   │                    (``repository``, ``path``)
-    │   └── SyncFailed           registered repositories failed to sync (``failures``)
+    │   ├── SyncFailed           registered repositories failed to sync (``failures``)
+    │   └── RepositoryHidden     no indexed repository the token may read there (``path``;
+    │                            one answer whatever the reason, HTTP 404)
     ├── WorkerError          a worker process died mid-request (``pid``; the task retries)
     ├── EmbedderError        the embedding backend failed after its retries (``model``)
     ├── VectorStoreError     the vector store failed or disagrees with the embedder
@@ -18,6 +21,7 @@
     │   ├── DockerUnavailable    the engine cannot be reached
     │   ├── ImageMissing         the sandbox image is not built
     │   └── LimitsNotApplied     the container did not carry every limit asked for
+    ├── ServiceError         the local service did not start, or stopped mid-request
     ├── ProtocolError        a WebSocket client message is refused (``code``)
     └── TransportClosed      a client connection closed while we wrote to it
 
@@ -62,7 +66,15 @@ class ParameterError(ConfigError):
 
 
 class TokenError(ConfigError):
-    """A token is forged, malformed, expired, or does not grant what was asked."""
+    """A token is forged, malformed or expired."""
+
+
+class AccessDenied(CodeflowError):
+    """A valid token does not grant ``needed`` (a room such as ``sandbox``)."""
+
+    def __init__(self, message: str, *, needed: str) -> None:
+        super().__init__(message)
+        self.needed = needed
 
 
 class CacheKeyError(CodeflowError, ValueError):
@@ -94,6 +106,14 @@ class SyncFailed(RepositoryError):
     def __init__(self, message: str, *, failures: Mapping[str, str]) -> None:
         super().__init__(message)
         self.failures = dict(failures)
+
+
+class RepositoryHidden(RepositoryError):
+    """No indexed repository the token may read at ``path``: missing, not a repository, not
+    indexed and not granted all raise this same error, so an answer tells nothing apart."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"no indexed repository you may read at {path}", path=path)
 
 
 class WorkerError(CodeflowError):
@@ -141,6 +161,10 @@ class ImageMissing(SandboxError):
 
 class LimitsNotApplied(SandboxError):
     """The container that ran did not carry every limit that was asked for."""
+
+
+class ServiceError(CodeflowError):
+    """The local service (``codeflow service``) did not start or stopped mid-request."""
 
 
 class ProtocolError(CodeflowError, ValueError):

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     embedder: Literal["local", "openai"] = "local"
     store: Literal["lancedb", "pinecone"] = "lancedb"
     sandbox_image: str = "codeflow-sandbox:latest"
+    # Pre-started single-use containers kept ready in a long-lived process (0: none; each
+    # run starts its own container). See docs/sandbox.md, "The warm pool".
+    sandbox_pool_size: int = Field(0, ge=0, le=16)
     embedding_dimensions: int = Field(256, ge=8, le=8192)
     embed_batch_size: int | None = Field(None, ge=1, le=65_536)  # None: see embedding_batch
     embed_concurrency: int = Field(2, ge=1, le=64)
@@ -61,6 +64,9 @@ class Settings(BaseSettings):
     # (tasks.search.hybrid.semantic_weight_for).
     semantic_weight: float | None = Field(None, ge=0, le=100)
     token_secret: SecretStr | None = None  # signs WebSocket tokens; else a file under home
+    # Requests each token may make of the HTTP API (/api/...): so many a minute, BURST at once.
+    rate_limit_per_min: float = Field(600, gt=0, le=1_000_000)
+    rate_limit_burst: int = Field(60, ge=1, le=100_000)
     bind_address: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
@@ -82,6 +88,13 @@ class Settings(BaseSettings):
     task_runner: Literal["threads", "dask"] = "threads"  # engine of the embedding fan-out
     dask_address: str | None = None  # a running scheduler (tcp://host:8786); else a LocalCluster
     dask_workers: int = Field(2, ge=1, le=256)  # workers of that temporary LocalCluster
+
+    # --- the on-demand local service (flows/service) ---
+    #: ``auto``: index, search, related, status and sandbox run go to the local service
+    #: (started on first use); ``off``: every command runs in its own process.
+    service: Literal["auto", "off"] = "auto"
+    service_idle_s: float = Field(3 * 3600, ge=0)  # the service exits after this idle; 0: never
+    service_port: int = Field(0, ge=0, le=65535)  # its HTTP API, WebSocket, MCP; 0: a free port
 
     @classmethod
     def settings_customise_sources(  # type: ignore[override]

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 import tornado.httputil
 import tornado.web
+from tornado.log import access_log
 
 from config import Settings
 from config.errors import TokenError
@@ -35,10 +38,12 @@ from server.handlers import (
     ReadyHandler,
     RelatedHandler,
     SearchHandler,
+    request_token,
 )
 from server.hub import Hub
 from server.metrics import ServerMetrics
 from server.protocol import CloseCode
+from server.ratelimit import KeyedRateLimiter
 from server.session import Limits, Session
 from tasks.redis_io import aio
 from tasks.redis_io.formats import STREAM
@@ -46,6 +51,7 @@ from tasks.redis_io.formats import STREAM
 MAX_FRAME_BYTES = 64 * 1024
 PING_INTERVAL_S = 25.0
 PING_TIMEOUT_S = 20.0  # Tornado wants it no longer than the interval
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&]*")
 
 
 class AllowedOrigins:
@@ -82,6 +88,7 @@ class ServerContext:
     reader: aio.Client
     redis_timeout_s: float
     settings: Settings
+    api_limits: KeyedRateLimiter  # per token, every /api/ endpoint
     searches: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="search")
     )
@@ -97,13 +104,10 @@ class ServerContext:
             self._emptied.set()
 
     def authorized(self, request: tornado.httputil.HTTPServerRequest) -> bool:
-        """Any valid token (``?token=`` or ``Authorization: Bearer``) opens the HTTP API."""
-        token = request.query_arguments.get("token", [b""])[0].decode(errors="replace")
-        header = request.headers.get("Authorization", "")
-        if not token and header.lower().startswith("bearer "):
-            token = header[7:].strip()
+        """Whether the request carries a valid token (``?token=`` or ``Authorization:
+        Bearer``); what it grants is :mod:`server.access`'s question."""
         try:
-            verify_token(self.secret, token)
+            verify_token(self.secret, request_token(request))
         except TokenError:
             return False
         return True
@@ -115,6 +119,17 @@ class RealtimeApp(tornado.web.Application):
     def __init__(self, context: ServerContext, routes: list[Any], **settings: Any) -> None:
         super().__init__(routes, **settings)
         self.context = context
+
+    def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        """Tornado's access log line with every ``token=`` value blanked: tokens are
+        credentials, and refused requests (401, 429) are logged at WARNING."""
+        status, request = handler.get_status(), handler.request
+        log = access_log.info if status < 400 else access_log.warning
+        if status >= 500:
+            log = access_log.error
+        uri = _TOKEN_IN_QUERY.sub(r"\1***", request.uri or "")
+        elapsed_ms = 1000.0 * request.request_time()
+        log("%d %s %s (%s) %.2fms", status, request.method, uri, request.remote_ip, elapsed_ms)
 
     def start(self) -> None:
         """Start following the event stream (call inside the running event loop)."""
@@ -148,6 +163,7 @@ def make_app(
     limits: Limits | None = None,
     secret: bytes | None = None,
     extra_routes: Sequence[Any] = (),
+    mounts: Mapping[str, Any] = MappingProxyType({}),
 ) -> RealtimeApp:
     """The realtime application for ``settings``, reading events from ``stream`` at
     ``redis_url``. ``secret`` defaults to :func:`server.auth.token_secret`."""
@@ -165,15 +181,25 @@ def make_app(
         reader=reader,
         redis_timeout_s=settings.redis_timeout_s,
         settings=settings,
+        api_limits=KeyedRateLimiter(settings.rate_limit_per_min, settings.rate_limit_burst),
     )
     return RealtimeApp(
         context,
-        [*routes(context), *extra_routes],
+        [*routes(context), *extra_routes, *asgi_routes(context, mounts)],
         websocket_max_message_size=MAX_FRAME_BYTES,
         websocket_ping_interval=PING_INTERVAL_S,
         websocket_ping_timeout=PING_TIMEOUT_S,
         static_path=str(STATIC_DIR),
     )
+
+
+def asgi_routes(context: ServerContext, mounts: Mapping[str, Any]) -> list[Any]:
+    """``/PATH/?`` for each ASGI app of ``mounts`` (e.g. ``{"/mcp": app}``): /api/ handlers."""
+    from server.asgi import AsgiHandler
+
+    return [
+        (f"{path}/?", AsgiHandler, {"context": context, "app": app}) for path, app in mounts.items()
+    ]
 
 
 def routes(context: ServerContext) -> list[Any]:

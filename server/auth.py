@@ -46,6 +46,24 @@ class Grant:
             return True
         return any(g.endswith("*") and room.startswith(g[:-1]) for g in self.rooms)
 
+    def allows_some(self, prefix: str) -> bool:
+        """Whether some room ``prefix<more>`` is allowed: ``*``, ``prefix<x>``, a prefix
+        grant inside the family (``repo:ab*``) or above it (``re*``) all say yes.
+
+        >>> Grant(frozenset({"repo:ab*"}), 0).allows_some("repo:")
+        True
+        >>> Grant(frozenset({"run:*", "repo:"}), 0).allows_some("repo:")
+        False
+        """
+        for granted in self.rooms:
+            if granted.endswith("*"):
+                stem = granted[:-1]
+                if prefix.startswith(stem) or stem.startswith(prefix):
+                    return True
+            elif granted.startswith(prefix) and len(granted) > len(prefix):
+                return True
+        return False
+
     def expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.expires
 

@@ -5,15 +5,23 @@
 /healthz           200 while the process runs
 /readyz            200 when Redis answers, else 503
 /metrics           Prometheus text
-/api/cache-stats   cache hit/miss counters per namespace (needs a token)
-/api/search        hybrid search of an indexed repository (needs a token)
-/api/related       the code related to a place in a file (needs a token)
+/api/cache-stats   cache hit/miss counters per namespace (any valid token)
+/api/history       the last day's runs and index runs (any valid token)
+/api/search        hybrid search of an indexed repository (a ``repo:<id>`` grant)
+/api/related       the code related to a place in a file (a ``repo:<id>`` grant)
+
+Every ``/api/`` request needs a valid token (else 401) within its rate limit (else 429 with
+``Retry-After``; :mod:`server.ratelimit`). Search and related answer 403 to a token granting
+no repository at all, and one 404 to every repository the token may not read, whatever the
+reason (:mod:`server.access`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,16 +36,22 @@ from config.errors import (
     ConfigError,
     RedisUnavailable,
     RepositoryError,
+    RepositoryHidden,
     TokenError,
     TransportClosed,
 )
+from server.access import grants_any_repository, readable_repository
 from server.auth import Grant, verify_token
+from server.ratelimit import retry_after_s, token_key
 from server.session import Session
 from tasks.redis_io import aio
 
 if TYPE_CHECKING:
+    import tornado.httputil
+
     from config import Settings
     from server.app import ServerContext
+    from tasks.services import Services
 
 STATIC_DIR = Path(__file__).parent / "static"
 _PAGE_HEADERS = {
@@ -138,6 +152,15 @@ class EventSocket(tornado.websocket.WebSocketHandler):
             self.context.forget(session)
 
 
+def request_token(request: tornado.httputil.HTTPServerRequest) -> str:
+    """The token of an HTTP request: ``?token=``, else ``Authorization: Bearer``; or ``""``."""
+    token = request.query_arguments.get("token", [b""])[0].decode(errors="replace")
+    header = request.headers.get("Authorization", "")
+    if not token and header.lower().startswith("bearer "):
+        token = header[7:].strip()
+    return token
+
+
 class _PlainHandler(tornado.web.RequestHandler):
     context: ServerContext
 
@@ -180,13 +203,40 @@ class MetricsHandler(_PlainHandler):
         self.finish(self.context.metrics.render())
 
 
-class CacheStatsHandler(_PlainHandler):
+class ApiHandler(_PlainHandler):
+    """Base of ``/api/``: prepare() answers 401 without a valid token, 429 past its rate
+    limit and 403 when :meth:`refusal` says so, so no endpoint can forget any of them;
+    ``grant`` is what the token allows."""
+
+    grant: Grant
+
+    def prepare(self) -> None:
+        token = request_token(self.request)
+        try:
+            self.grant = verify_token(self.context.secret, token)
+        except TokenError:
+            self.write_json(401, {"error": "a valid token is required"})
+            return
+        wait = self.context.api_limits.check(token_key(token))
+        if wait is not None:
+            self._too_many(wait)
+        elif (refusal := self.refusal()) is not None:
+            self.write_json(403, {"error": refusal})
+
+    def refusal(self) -> str | None:
+        """Why ``grant`` cannot open this endpoint whatever is asked (403), or None."""
+        return None
+
+    def _too_many(self, wait_s: float) -> None:
+        seconds = retry_after_s(wait_s)
+        self.set_header("Retry-After", str(seconds))
+        self.write_json(429, {"error": f"too many requests; retry in {seconds} s"})
+
+
+class CacheStatsHandler(ApiHandler):
     """``GET /api/cache-stats?token=...``: ``{"ts": ..., "namespaces": {ns: {...}}}``."""
 
     async def get(self) -> None:
-        if not self.context.authorized(self.request):
-            self.write_json(401, {"error": "a valid token is required"})
-            return
         try:
             stats = await aio.read_cache_stats(
                 self.context.client, self.context.redis_timeout_s * 4
@@ -198,15 +248,12 @@ class CacheStatsHandler(_PlainHandler):
         self.write_json(200, {"ts": time.time(), "namespaces": stats})
 
 
-class HistoryHandler(_PlainHandler):
+class HistoryHandler(ApiHandler):
     """``GET /api/history?token=...``: the last day's runs and index runs (the rows of
     ``codeflow report``'s ``run_history`` and ``index_runs`` tables)."""
 
     async def get(self) -> None:
         ctx = self.context
-        if not ctx.authorized(self.request):
-            self.write_json(401, {"error": "a valid token is required"})
-            return
         history = ctx.hub.history
         try:
             await history.load(ctx.client, ctx.hub.stream, ctx.redis_timeout_s * 20)
@@ -217,36 +264,44 @@ class HistoryHandler(_PlainHandler):
         self.write_json(200, history.snapshot())
 
 
-class SearchHandler(_PlainHandler):
-    """``GET /api/search?q=QUERY&repo=PATH[&limit=K]`` (needs a token): ``{"query", "repo",
-    "results"}``, where ``results`` is what ``codeflow search QUERY --repo PATH --json``
-    prints. ``repo`` is the path of an indexed work tree on the server's machine. Searches
-    run one at a time on a thread of their own, so the event loop never waits for them."""
+class SearchHandler(ApiHandler):
+    """``GET /api/search?q=QUERY&repo=PATH[&limit=K]`` (a ``repo:<id>`` grant): ``{"query",
+    "repo", "results"}``, where ``results`` is what ``codeflow search QUERY --repo PATH
+    --json`` prints. ``repo`` is the path of an indexed work tree on the server's machine.
+    Searches run one at a time on a thread of their own, so the event loop never waits."""
+
+    def refusal(self) -> str | None:
+        """A token opening no repository at all is refused before any path is looked at."""
+        if grants_any_repository(self.grant):
+            return None
+        return "this token grants no repository (codeflow token --room repo:<id>)"
 
     async def get(self) -> None:
-        if not self.context.authorized(self.request):
-            self.write_json(401, {"error": "a valid token is required"})
-            return
         query, repo = self.get_query_argument("q", ""), self.get_query_argument("repo", "")
         limit = self.get_query_argument("limit", "10")
         if not repo or not limit.isdigit():
             self.write_json(400, {"error": "repo=PATH is required and limit must be a number"})
             return
-        results = await self.run_search(_search, repo, query, int(limit))
+        work = functools.partial(_search, query=query, limit=int(limit))
+        results = await self.run_search(repo, work)
         if results is not None:
             self.write_json(200, {"query": query, "repo": repo, "results": results})
 
-    async def run_search(self, work: Any, *args: Any) -> list[dict[str, Any]] | None:
-        """``work(settings, *args)`` on the search thread; a codeflow error is answered."""
+    async def run_search(
+        self, repo: str, work: Callable[[Services, str], list[dict[str, Any]]]
+    ) -> list[dict[str, Any]] | None:
+        """``work(services, root)`` on the search thread, if the grant may read ``repo``; a
+        codeflow error is answered, every repository error with :class:`RepositoryHidden`'s
+        one 404."""
         ctx, loop = self.context, asyncio.get_running_loop()
         try:
-            found: list[dict[str, Any]] = await loop.run_in_executor(
-                ctx.searches, work, ctx.settings, *args
+            found = await loop.run_in_executor(
+                ctx.searches, _on_readable, ctx.settings, self.grant, repo, work
             )
         except ConfigError as exc:
             self.write_json(400, {"error": str(exc)})
-        except RepositoryError as exc:
-            self.write_json(404, {"error": str(exc)})
+        except RepositoryError:
+            self.write_json(404, {"error": str(RepositoryHidden(repo))})
         except CodeflowError as exc:
             self.write_json(503, {"error": str(exc)})
         else:
@@ -255,20 +310,18 @@ class SearchHandler(_PlainHandler):
 
 
 class RelatedHandler(SearchHandler):
-    """``GET /api/related?repo=PATH&file=FILE&line=N[&limit=K]`` (needs a token):
+    """``GET /api/related?repo=PATH&file=FILE&line=N[&limit=K]`` (a ``repo:<id>`` grant):
     ``{"repo", "file", "line", "results"}``, where ``results`` is what ``codeflow related
     FILE:LINE --repo PATH --json`` prints (``file`` is repo-relative)."""
 
     async def get(self) -> None:
-        if not self.context.authorized(self.request):
-            self.write_json(401, {"error": "a valid token is required"})
-            return
         repo, file = self.get_query_argument("repo", ""), self.get_query_argument("file", "")
         line, limit = self.get_query_argument("line", ""), self.get_query_argument("limit", "10")
         if not repo or not file or not line.isdigit() or not limit.isdigit():
             self.write_json(400, {"error": "repo, file and a numeric line are required"})
             return
-        results = await self.run_search(_related, repo, file, int(line), int(limit))
+        work = functools.partial(_related, file=file, line=int(line), limit=int(limit))
+        results = await self.run_search(repo, work)
         if results is not None:
             body = {"repo": repo, "file": file, "line": int(line), "results": results}
             self.write_json(200, body)
@@ -282,18 +335,27 @@ class DashboardHandler(_PlainHandler):
         self.finish((STATIC_DIR / "index.html").read_bytes())
 
 
-def _search(settings: Settings, repo: str, query: str, limit: int) -> list[dict[str, Any]]:
-    """Search on the server's services (LanceDB and the embedder load on first use)."""
-    from tasks.search.repository_search import search_repository
-    from tasks.services import services_for
-
-    return search_repository(services_for(settings), repo, query, limit)
-
-
-def _related(
-    settings: Settings, repo: str, file: str, line: int, limit: int
+def _on_readable(
+    settings: Settings,
+    grant: Grant,
+    repo: str,
+    work: Callable[[Services, str], list[dict[str, Any]]],
 ) -> list[dict[str, Any]]:
-    from tasks.search.related import related_code
+    """``work`` on the server's services and the root of ``repo``, if ``grant`` may read it
+    (LanceDB and the embedder load on first use)."""
     from tasks.services import services_for
 
-    return related_code(services_for(settings), repo, file, line, limit)
+    svc = services_for(settings)
+    return work(svc, readable_repository(svc, grant, repo))
+
+
+def _search(svc: Services, root: str, *, query: str, limit: int) -> list[dict[str, Any]]:
+    from tasks.search.repository_search import search_repository
+
+    return search_repository(svc, root, query, limit)
+
+
+def _related(svc: Services, root: str, *, file: str, line: int, limit: int) -> list[dict[str, Any]]:
+    from tasks.search.related import related_code
+
+    return related_code(svc, root, file, line, limit)

@@ -16,7 +16,10 @@ import logging
 import signal
 import socket
 import sys
-from typing import TextIO
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, TextIO
 
 import tornado.httpserver
 import tornado.netutil
@@ -64,28 +67,71 @@ def serve(
 async def _serve(
     settings: Settings, *, redis_url: str, port: int, host: str, stream: str, out: TextIO
 ) -> None:
-    secret = token_secret(settings)
-    app = make_app(settings, redis_url=redis_url, stream=stream, secret=secret)
+    realtime = await start_realtime(
+        settings, redis_url=redis_url, port=port, host=host, stream=stream
+    )
+    print(f"codeflow realtime server: {realtime.dashboard_url()}", file=out, flush=True)
+    await _stop_event().wait()
+    await realtime.stop()
+
+
+@dataclass
+class Realtime:
+    """A running realtime server: the app, its listening sockets and the state relay."""
+
+    app: RealtimeApp
+    server: tornado.httpserver.HTTPServer
+    sockets: list[socket.socket]
+    host: str
+    relay: asyncio.Task[None] | None
+
+    @property
+    def port(self) -> int:
+        return int(self.sockets[0].getsockname()[1])
+
+    def base_url(self) -> str:
+        """``http://HOST:PORT``; a wildcard bind address is shown as the loopback one."""
+        shown = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.host, self.host)  # noqa: S104
+        if ":" in shown and not shown.startswith("["):
+            shown = f"[{shown}]"
+        return f"http://{shown}:{self.port}"
+
+    def dashboard_url(self) -> str:
+        """The URL a person opens (Jupyter-style: it carries a token granting everything)."""
+        token = issue_token(self.app.context.secret, ["*"], DASHBOARD_TOKEN_TTL_S)
+        return f"{self.base_url()}/?token={token}"
+
+    async def stop(self) -> None:
+        log.info("shutting down: %d connections", len(self.app.context.sessions))
+        self.server.stop()
+        if self.relay is not None:
+            self.relay.cancel()
+        await self.app.shutdown(DRAIN_S)
+        await self.server.close_all_connections()
+
+
+async def start_realtime(
+    settings: Settings,
+    *,
+    redis_url: str,
+    port: int,
+    host: str,
+    stream: str = STREAM,
+    extra_routes: Sequence[Any] = (),
+    mounts: Mapping[str, Any] = MappingProxyType({}),
+) -> Realtime:
+    """Start the realtime app on ``host:port`` (0: a free port) inside the running loop."""
+    app = make_app(
+        settings, redis_url=redis_url, stream=stream, secret=token_secret(settings),
+        extra_routes=extra_routes, mounts=mounts,
+    )  # fmt: skip
     app.start()
     relay = _start_state_relay(app, settings, stream)
     await _until_following(app)
     sockets = tornado.netutil.bind_sockets(port, address=host, backlog=BACKLOG)
     server = tornado.httpserver.HTTPServer(app)
     server.add_sockets(sockets)
-    stop = _stop_event()
-    token = issue_token(secret, ["*"], DASHBOARD_TOKEN_TTL_S)
-    print(
-        f"codeflow realtime server: {dashboard_url(host, _bound_port(sockets), token)}",
-        file=out,
-        flush=True,
-    )
-    await stop.wait()
-    log.info("shutting down: %d connections", len(app.context.sessions))
-    server.stop()
-    if relay is not None:
-        relay.cancel()
-    await app.shutdown(DRAIN_S)
-    await server.close_all_connections()
+    return Realtime(app, server, sockets, host, relay)
 
 
 def _start_state_relay(
@@ -116,15 +162,3 @@ def _stop_event() -> asyncio.Event:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     return stop
-
-
-def _bound_port(sockets: list[socket.socket]) -> int:
-    return int(sockets[0].getsockname()[1])
-
-
-def dashboard_url(host: str, port: int, token: str) -> str:
-    """The URL a person opens; a wildcard bind address is shown as the loopback one."""
-    shown = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)  # noqa: S104
-    if ":" in shown and not shown.startswith("["):
-        shown = f"[{shown}]"
-    return f"http://{shown}:{port}/?token={token}"

@@ -11,12 +11,16 @@ code runs on Redis, LanceDB and Docker (:func:`services_for`) or on their in-mem
 from __future__ import annotations
 
 import functools
+import logging
+import threading
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config import Settings
+from config.errors import SandboxError
 from tasks.cache import SANDBOX_NAMESPACE, SEARCH_NAMESPACE, Cache
 from tasks.events import EventLog
 from tasks.index.manifests import ManifestStore
@@ -36,6 +40,7 @@ RESULTS_DB = 1  # Prefect task results get their own Redis database index
 # timeout would make the cache pass through, dropping vectors a later run needs. An outage
 # still shows at once (refused or reset connections do not wait for the timeout).
 BULK_TIMEOUT_S = 10.0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,6 +59,8 @@ class Services:
     make_sandbox: Callable[[], SandboxRuntime]
     #: Where Prefect keeps task results (Redis database ``RESULTS_DB``); ``None``: nowhere.
     results_url: str | None = None
+    _sandbox: SandboxRuntime | None = field(default=None, init=False, repr=False)
+    _sandbox_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def redis_errors(self) -> int:
         """Redis calls of this process's caches and bus that met an outage so far."""
@@ -68,9 +75,54 @@ class Services:
     def store(self) -> IndexStore:
         return self.make_store()
 
-    @functools.cached_property
+    @property
     def sandbox(self) -> SandboxRuntime:
-        return self.make_sandbox()
+        """Built on first use, once however many threads ask (a warm pool starts filling
+        then); a failure to build it (no engine, no image) raises and is tried again next
+        time. Closed by :meth:`close`, or when this object is garbage-collected."""
+        with self._sandbox_lock:
+            if self._sandbox is None:
+                self._sandbox = self.make_sandbox()
+                # dropped by services_for's cache (or anyone) unclosed: closed when collected
+                weakref.finalize(self, self._sandbox.close)
+            return self._sandbox
+
+    def warm_sandbox(self) -> bool:
+        """Start the warm pool now (``CODEFLOW_SANDBOX_POOL_SIZE`` > 0), so that it fills
+        before the first run: what a long-lived service calls at start-up. Never raises for
+        the sandbox: without an engine or an image it logs why and returns False, and the
+        first run raises the clear error. True when a pool is filling.
+
+        >>> svc = services_for(load_settings())     # doctest: +SKIP
+        >>> svc.warm_sandbox()                      # doctest: +SKIP
+        True
+        """
+        if self.settings.sandbox_pool_size == 0:
+            return False
+        try:
+            self.sandbox  # noqa: B018 - built now: the pool starts filling
+        except SandboxError as exc:
+            log.warning("sandbox warm pool not started: %s", exc)
+            return False
+        return True
+
+    def sandbox_pool(self) -> dict[str, int] | None:
+        """The warm pool's counters (``hits``, ``misses``, ``idle``) once it was built; None
+        without a pool. Never builds one."""
+        pool = self._sandbox
+        counters = ("hits", "misses", "idle")
+        if pool is None or not all(hasattr(pool, name) for name in counters):
+            return None
+        return {name: int(getattr(pool, name)) for name in counters}
+
+    def close(self) -> None:
+        """Release the sandbox runtime (a warm pool's waiting containers are removed).
+        Idempotent; a later use builds a new one. Caches, bus and the shared worker pool
+        need no closing (the worker pool closes at exit)."""
+        with self._sandbox_lock:
+            sandbox, self._sandbox = self._sandbox, None
+        if sandbox is not None:
+            sandbox.close()
 
     @functools.cached_property
     def embedder_identity(self) -> tuple[str, int]:
@@ -119,7 +171,6 @@ def services_for(settings: Settings) -> Services:
     from tasks.cache.redis_cache import RedisCache
     from tasks.events.bus import EventBus
     from tasks.redis_io.connections import connect, redis_url_for, with_db
-    from tasks.sandbox.docker_runtime import DockerRuntime
 
     url = redis_url_for(settings)
     client = connect(url, timeout_s=settings.redis_timeout_s)
@@ -142,9 +193,7 @@ def services_for(settings: Settings) -> Services:
         manifests=_manifests(settings, settings.home),
         make_embedder=lambda: build_embedder(settings),
         make_store=lambda: build_store(settings),
-        make_sandbox=lambda: DockerRuntime(
-            image=settings.sandbox_image, runtime=settings.sandbox_runtime
-        ),
+        make_sandbox=lambda: _docker_sandbox(settings),
         results_url=with_db(url, RESULTS_DB),
     )
 
@@ -180,6 +229,22 @@ def in_memory_services(
     )
     services.embedder  # noqa: B018 - built now, so its identity is the one reported
     return services
+
+
+def _docker_sandbox(settings: Settings) -> SandboxRuntime:
+    """A DockerRuntime, or with ``sandbox_pool_size`` > 0 a warm pool over one, its
+    containers shaped like the flow's default request (512 MB; a timeout is not part of a
+    container's shape, so any ``--timeout`` uses the pool too)."""
+    from tasks.sandbox.docker_runtime import DockerRuntime
+    from tasks.sandbox.models import Limits
+    from tasks.sandbox.warm_pool import WarmPool
+
+    runtime = DockerRuntime(image=settings.sandbox_image, runtime=settings.sandbox_runtime)
+    if settings.sandbox_pool_size == 0:
+        return runtime
+    runtime.check()  # engine, image and runtime: one clear error now, not a filler retrying
+    limits = Limits(timeout_s=settings.sandbox_timeout_s)
+    return WarmPool(runtime, settings.sandbox_pool_size, limits)
 
 
 def _namespace(settings: Settings, name: str) -> str:

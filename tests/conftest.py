@@ -21,6 +21,9 @@ pytest_plugins = ["tests.integration.browser_fixtures"]
 # Prefect's telemetry logs network errors (and "database is locked") without these.
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Commands run in their own process here (the path CODEFLOW_SERVICE=off keeps): a service per
+# test's CODEFLOW_HOME would outlive the test. tests/integration/test_service.py turns it on.
+os.environ["CODEFLOW_SERVICE"] = "off"
 
 # websockets draws its keepalive ping payloads from the global ``random``. A ping from
 # Prefect's session-wide events client that landed while Hypothesis drew a test's data

@@ -1,24 +1,20 @@
-"""``codeflow cache stats|invalidate``."""
+"""``codeflow cache stats|invalidate``.
+
+Redis and the cache modules are imported inside the handlers: ``build_parser()`` stays light.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
-
-import redis
+from typing import TYPE_CHECKING, Any
 
 from config import Settings
-from tasks.cache.invalidation import Invalidator
-from tasks.cache.redis_cache import RedisCache
-from tasks.events.bus import EventBus
-from tasks.redis_io.connections import (
-    cache_namespaces,
-    connect,
-    read_cache_stats,
-    redis_url_for,
-)
-from tasks.redis_io.formats import validate_namespace, validate_part, validate_pattern
+
+if TYPE_CHECKING:
+    import redis
+
+    from tasks.cache.invalidation import Invalidator
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,10 +37,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def redis_client(settings: Settings) -> redis.Redis:
     """A client for commands that read or change Redis directly (timeouts of 2 s at least)."""
+    from tasks.redis_io.connections import connect, redis_url_for
+
     return connect(redis_url_for(settings), timeout_s=max(settings.redis_timeout_s, 2.0))
 
 
 def collect_stats(client: redis.Redis) -> dict[str, Any]:
+    from tasks.redis_io.connections import read_cache_stats
+
     info = client.info("memory")
     return {
         "namespaces": read_cache_stats(client),
@@ -73,14 +73,7 @@ def show_stats(args: argparse.Namespace, settings: Settings) -> int:
 
 def invalidate(args: argparse.Namespace, settings: Settings) -> int:
     _validate(args)
-    client = redis_client(settings)
-    bus = EventBus(client, maxlen=settings.events_maxlen)
-    targets = [args.namespace] if args.namespace else cache_namespaces(client)
-    counts = {}
-    for ns in targets:
-        cache = RedisCache(client, ns, ttl_s=settings.cache_ttl_seconds)
-        inv = Invalidator(cache, announce=bus.publish)
-        counts[ns] = _apply(inv, args)
+    counts = _invalidate_each(args, settings)
     if args.json:
         print(json.dumps({"namespaces": counts}))
     else:
@@ -89,7 +82,26 @@ def invalidate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _invalidate_each(args: argparse.Namespace, settings: Settings) -> dict[str, int]:
+    """How many values were invalidated in each namespace ``--namespace`` selects."""
+    from tasks.cache.invalidation import Invalidator
+    from tasks.cache.redis_cache import RedisCache
+    from tasks.events.bus import EventBus
+    from tasks.redis_io.connections import cache_namespaces
+
+    client = redis_client(settings)
+    bus = EventBus(client, maxlen=settings.events_maxlen)
+    targets = [args.namespace] if args.namespace else cache_namespaces(client)
+    counts: dict[str, int] = {}
+    for ns in targets:
+        cache = RedisCache(client, ns, ttl_s=settings.cache_ttl_seconds)
+        counts[ns] = _apply(Invalidator(cache, announce=bus.publish), args)
+    return counts
+
+
 def _validate(args: argparse.Namespace) -> None:
+    from tasks.redis_io.formats import validate_namespace, validate_part, validate_pattern
+
     if args.namespace:
         validate_namespace(args.namespace)
     if args.pattern:

@@ -52,10 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.cli import (
         serve_commands as cli_serve,
     )
+    from flows.cli import (
+        service_commands as cli_service,
+    )
 
     cli_index.register(commands)
     cli_sandbox.register(commands)
     cli_serve.register(commands)
+    cli_service.register(commands)
     cli_repo.register(commands)
     cli_cache.register(commands)
     cli_report.register(commands)
@@ -70,8 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
         quiet_redis_outages()
-        handler: Handler = args.handler
-        return handler(args, settings)
+        return dispatch(args, settings)
     except (SettingsError, CodeflowError) as exc:
         return fail(str(exc))
     except KeyboardInterrupt:
@@ -87,6 +90,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if outage is None:
             raise
         return fail(str(outage))
+
+
+def dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    """Through the local service when the command has a remote form and the service is on
+    (``CODEFLOW_SERVICE``, default ``auto``); else in this process."""
+    remote = getattr(args, "remote", None)
+    if remote is not None and settings.service == "auto":
+        from flows.cli.remote import remote_for
+
+        client = remote_for(settings)
+        if client is not None:
+            return int(remote(args, client))
+    handler: Handler = args.handler
+    return handler(args, settings)
 
 
 def quiet_redis_outages() -> None:

@@ -24,6 +24,7 @@ nothing to start.
 from __future__ import annotations
 
 import atexit
+import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from config import Settings
 from config.errors import ConfigError
@@ -176,3 +178,32 @@ def _answers(url: str) -> bool:
             return bool(reply.status == 200)
     except OSError:
         return False
+
+
+def start_prefect_server(settings: Settings, log: IO[bytes]) -> PrefectApi:
+    """A lasting Prefect server with its UI (``prefect server start``) on a free loopback
+    port, its database under ``CODEFLOW_HOME/prefect``: what the local service runs, so that
+    the runs it starts stay recorded and visible. Nothing is started when Prefect is
+    configured to use another server. The server dies with this process (even a killed one:
+    the kernel signals it). Call before importing prefect."""
+    environ = apply_prefect_environment(settings)
+    if "prefect" in sys.modules or not uses_ephemeral_api(environ):
+        return PrefectApi()
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "WARNING", "--analytics-off"],
+        env=dict(environ), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 - only async-signal-safe work inside
+    )  # fmt: skip
+    api = PrefectApi(f"http://127.0.0.1:{port}/api", process, startup_timeout_s(environ))
+    environ["PREFECT_API_URL"] = api.url or ""
+    return api
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask the kernel for SIGTERM when the parent dies."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)

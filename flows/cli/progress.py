@@ -6,44 +6,33 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
 
 from config.errors import RedisUnavailable
-from tasks.events import EventLog
+
+if TYPE_CHECKING:
+    from tasks.events import EventLog
 
 
 class ProgressView:
-    """Follows events carrying ``trace_id`` and redraws one status line."""
+    """Redraws one status line from the progress events of the run carrying ``trace_id``."""
 
-    def __init__(
-        self, bus: EventLog, trace_id: str, *, enabled: bool = True, out: TextIO | None = None
-    ) -> None:
-        self.bus, self.trace_id, self.enabled = bus, trace_id, enabled
+    def __init__(self, trace_id: str, *, enabled: bool = True, out: TextIO | None = None) -> None:
+        self.trace_id, self.enabled = trace_id, enabled
         self.out = out or sys.stderr
         self.units: dict[str, tuple[int, int, float]] = {}  # unit -> done, total, first seen
-        self._stop = threading.Event()
         self._tty = self.out.isatty()
         self._last_draw = 0.0
 
-    def follow(self) -> None:
-        try:
-            cursor = self.bus.last_id()
-            while not self._stop.is_set():
-                for entry_id, event in self.bus.read(after=cursor, count=500, block_ms=200):
-                    cursor = entry_id
-                    self._on_event(event)
-        except RedisUnavailable:
-            return  # no progress display without Redis; the run itself goes on
-
     def stop(self) -> None:
-        self._stop.set()
         if self.enabled and self.units:
             self._draw(force=True)
             self.out.write("\n" if self._tty else "")
             self.out.flush()
 
-    def _on_event(self, event: dict[str, Any]) -> None:
-        if event.get("trace_id") != self.trace_id or event.get("kind") != "progress":
+    def on_event(self, event: dict[str, Any]) -> None:
+        if not is_progress_of(event, self.trace_id):
             return
         unit = str(event.get("unit", "items"))
         first = self.units.get(unit, (0, 0, time.monotonic()))[2]
@@ -69,3 +58,22 @@ def render_unit(unit: str, done: int, total: int, first: float, *, now: float) -
     eta = f"ETA {int((total - done) / rate)}s" if rate > 0 and done < total else ""
     bar = "#" * filled + "." * (width - filled)
     return f"{unit} {done}/{total} [{bar}] {rate:,.0f}/s {eta}".rstrip()
+
+
+def is_progress_of(event: dict[str, Any], trace_id: str) -> bool:
+    return event.get("trace_id") == trace_id and event.get("kind") == "progress"
+
+
+def follow(
+    bus: EventLog, trace_id: str, on_event: Callable[[dict[str, Any]], None], stop: threading.Event
+) -> None:
+    """Call ``on_event`` with each progress event of ``trace_id`` until ``stop`` is set."""
+    try:
+        cursor = bus.last_id()
+        while not stop.is_set():
+            for entry_id, event in bus.read(after=cursor, count=500, block_ms=200):
+                cursor = entry_id
+                if is_progress_of(event, trace_id):
+                    on_event(event)
+    except RedisUnavailable:
+        return  # no progress display without Redis; the run itself goes on

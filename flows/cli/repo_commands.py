@@ -2,7 +2,8 @@
 
 ``add`` only records the repository (a URL is cloned by the first sync, on the machine that
 runs it); ``sync`` runs the ``sync_repositories`` flow here and now (the ``sync`` deployment
-runs the same flow on a worker, on its cron).
+runs the same flow on a worker, on its cron). The ``tasks.repo`` modules (gitpython) are
+imported inside the handlers: ``build_parser()`` stays light.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import json
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config import Settings
-from tasks.repo.git_repository import GitRepository
-from tasks.repo.registry import Checkouts, RegisteredRepo, Registry, is_due
-from tasks.repo.source_params import Source, check_branch, check_cron, check_names, parse_source
+
+if TYPE_CHECKING:
+    from tasks.repo.registry import RegisteredRepo
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,6 +45,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run_add(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks.repo.git_repository import GitRepository
+    from tasks.repo.registry import Registry
+    from tasks.repo.source_params import Source, check_branch, check_cron, parse_source
+
     source = parse_source(args.source)
     if not source.is_url:
         with GitRepository.open(source.value) as repo:  # a clear error for a non-repository
@@ -60,6 +65,8 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks.repo.registry import Registry
+
     entries = Registry(settings.home).entries()
     now = time.time()
     if args.json:
@@ -81,6 +88,8 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _describe(settings: Settings, entry: RegisteredRepo, now: float) -> dict[str, Any]:
+    from tasks.repo.registry import Checkouts, is_due
+
     described = asdict(entry)
     described.pop("extra", None)
     described["path"] = str(Checkouts(settings.home).work_tree(entry))
@@ -93,6 +102,8 @@ def _when(epoch: float) -> str:
 
 
 def run_remove(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks.repo.registry import Checkouts, Registry
+
     for entry in Registry(settings.home).remove(args.key):
         deleted = (
             entry.kind == "url"
@@ -104,6 +115,9 @@ def run_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_sync(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks.repo.registry import Registry
+    from tasks.repo.source_params import check_names
+
     known = [e.name for e in Registry(settings.home).entries()]
     check_names(args.names, known)  # a clear error before Prefect starts
     from flows.cli.prefect_api import start_prefect_api
@@ -114,11 +128,15 @@ def run_sync(args: argparse.Namespace, settings: Settings) -> int:
     api.ready()
     with api.flow_runs():
         outcome = sync_repositories(names=args.names or None, force=args.force)
-    if args.json:
+    _print_outcome(outcome, as_json=args.json)
+    return 0
+
+
+def _print_outcome(outcome: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
         print(json.dumps(outcome))
-        return 0
+        return
     for name, result in outcome["synced"].items():
         print(f"{name}: {(result.get('commit') or '')[:12]} ({result['files_changed']} changed)")
     if outcome["not_due"]:
         print(f"not due: {', '.join(outcome['not_due'])}")
-    return 0

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from config import Settings
 from config.errors import ConfigError
-from tasks.sandbox.models import ExecutionResult, Violation
-from tasks.sandbox.policy import syntax_error
+from flows.service.client import ServiceClient
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,7 +34,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--runtime", choices=["runc", "runsc"], help="container runtime (default SANDBOX_RUNTIME)"
     )
     run.add_argument("--json", action="store_true", help="print one JSON object")
-    run.set_defaults(handler=run_in_sandbox)
+    run.set_defaults(handler=run_in_sandbox, remote=remote_run)
 
 
 def run_build_image(args: argparse.Namespace, settings: Settings) -> int:
@@ -48,75 +50,57 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _read_code(source: str) -> str | ExecutionResult:
-    """The file's code, or the ``rejected`` result of code that is not Python at all (bytes
-    that are not UTF-8, a syntax error): that is about the user's code, so it is a result,
-    not a tool error. A file that cannot be read is a tool error."""
+def _request(args: argparse.Namespace) -> dict[str, Any]:
+    """The run as the service takes it: the program's bytes (base64) and its limits."""
     try:
-        data = sys.stdin.buffer.read() if source == "-" else open(source, "rb").read()  # noqa: SIM115
+        data = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()  # noqa: SIM115
     except OSError as exc:
-        raise ConfigError(f"cannot read {source}: {exc.strerror}") from None
-    try:
-        code = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        return ExecutionResult.rejected(Violation(line, 0, "encoding", "not UTF-8 text"))
-    problem = syntax_error(code)
-    return ExecutionResult.rejected(problem) if problem is not None else code
+        raise ConfigError(f"cannot read {args.file}: {exc.strerror}") from None
+    return {
+        "code_b64": base64.b64encode(data).decode(),
+        "timeout_s": args.timeout,
+        "memory_mb": args.memory,
+        "use_cache": not args.no_cache,
+        "ast_check": not args.no_ast_check,
+        "runtime": args.runtime,
+    }
 
 
 def run_in_sandbox(args: argparse.Namespace, settings: Settings) -> int:
-    if args.timeout is not None and not 0 < args.timeout <= 3600:
-        raise ConfigError("--timeout must be between 0 and 3600 seconds")
-    code = _read_code(args.file)
-    if isinstance(code, ExecutionResult):  # nothing to run: no engine, no flow needed
-        _print_result({**code.to_dict(), "cached": False}, args.json)
-        return 3
-    from flows.cli.prefect_api import start_prefect_api
-    from tasks.sandbox.docker_runtime import DockerRuntime
+    from flows.service import operations
 
+    request = _request(args)
     if args.runtime is not None:
         settings = settings.model_copy(update={"sandbox_runtime": args.runtime})
-    api = start_prefect_api(settings)  # starts while Docker is checked
-    docker_runtime = DockerRuntime(image=settings.sandbox_image, runtime=settings.sandbox_runtime)
-    docker_runtime.check()  # Docker reachable, image built: one clear line otherwise
-    docker_runtime.sweep()  # containers left by a crashed run
-    from flows.sandbox_run import run_sandboxed
+    runs = isinstance(operations.program_text(base64.b64decode(request["code_b64"])), str)
+    with _prefect_api(settings) if runs else contextlib.nullcontext():
+        result, status = operations.sandbox_run(settings, **request, prepare=not runs)
+    _print_result(result, args.json)
+    return status
 
+
+@contextlib.contextmanager
+def _prefect_api(settings: Settings) -> Iterator[None]:
+    """Prefect's temporary API, started while Docker is checked and leftovers swept."""
+    from flows.cli.prefect_api import start_prefect_api
+    from flows.service.operations import prepare_docker
+
+    api = start_prefect_api(settings)
+    prepare_docker(settings)
     api.ready()
     with api.flow_runs():
-        result = run_sandboxed(
-            code,
-            timeout_s=args.timeout,
-            memory_mb=args.memory,
-            use_cache=not args.no_cache,
-            ast_check=not args.no_ast_check,
-            runtime=settings.sandbox_runtime,
-        )
+        yield
+
+
+def remote_run(args: argparse.Namespace, remote: ServiceClient) -> int:
+    result, status = remote.call("sandbox", _request(args))
     _print_result(result, args.json)
-    return 0 if result["status"] == "ok" else 3
+    return int(status)
 
 
 def _print_result(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        keys = (
-            "status",
-            "exit_code",
-            "stdout",
-            "stderr",
-            "duration_s",
-            "violations",
-            "cached",
-            "truncated",
-            "oom_killed",
-            "timed_out",
-            "run_id",
-            "image_id",
-            "runtime",
-            "seccomp",
-            "resources",
-        )
-        print(json.dumps({k: result.get(k) for k in keys}))
+        print(json.dumps(result))
         return
     sys.stdout.write(result["stdout"])
     sys.stderr.write(result["stderr"])

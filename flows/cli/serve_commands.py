@@ -29,10 +29,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.port is not None and not 0 <= args.port <= 65535:
         raise ConfigError("--port must be between 0 and 65535")
-    from server.main import serve
+    import sys
 
-    serve(settings, port=args.port, host=args.host)
-    return 0
+    from flows.service.daemon import run
+
+    port = settings.websocket_port if args.port is None else args.port
+    return run(
+        settings, port=port, host=args.host or settings.bind_address, idle_s=0, out=sys.stdout
+    )
 
 
 def run_token(args: argparse.Namespace, settings: Settings) -> int:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,10 +19,10 @@ from pathlib import Path
 import redis
 
 from config.errors import RedisUnavailable
+from config.paths import socket_path
 
 log = logging.getLogger(__name__)
 
-_MAX_SOCKET_PATH = 100
 _START_DEADLINE_S = 10.0
 
 
@@ -33,7 +31,7 @@ class EmbeddedRedis:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.socket = _socket_path(directory)
+        self.socket = socket_path(directory, "redis.sock")
 
     def url(self, db: int = 0) -> str:
         return f"unix://{self.socket}?db={db}"
@@ -104,15 +102,6 @@ class EmbeddedRedis:
                 "",
             ]
         )
-
-
-def _socket_path(directory: Path) -> Path:
-    """Unix socket paths are limited to ~107 bytes: fall back to a short, unique /tmp name."""
-    candidate = directory / "redis.sock"
-    if len(str(candidate)) <= _MAX_SOCKET_PATH:
-        return candidate
-    digest = hashlib.sha256(str(directory).encode()).hexdigest()[:16]
-    return Path("/tmp") / f"codeflow-{os.getuid()}-{digest}.sock"  # noqa: S108
 
 
 def _server_binary() -> str:

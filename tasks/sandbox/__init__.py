@@ -18,7 +18,8 @@ from tasks.sandbox.models import ExecutionRequest, ExecutionResult
 
 
 class SandboxRuntime(Protocol):
-    """Runs one program per call in a fresh, isolated environment."""
+    """Runs one program per call in a fresh, isolated environment (a new container, or a
+    pre-started one that has never run anything: :class:`~tasks.sandbox.warm_pool.WarmPool`)."""
 
     def check(self) -> str:
         """The identity of what programs run on (an image ID), raising
@@ -27,4 +28,9 @@ class SandboxRuntime(Protocol):
 
     def run(self, request: ExecutionRequest) -> ExecutionResult:
         """Run ``request``; the program failing is data in the result, never an exception."""
+        ...
+
+    def close(self) -> None:
+        """Release what the runtime keeps between runs (a warm pool's waiting containers);
+        idempotent."""
         ...

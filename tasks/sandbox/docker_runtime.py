@@ -368,12 +368,23 @@ class DockerRuntime:
 
     def remove(self, container_id: str) -> None:
         """Force-remove; a container already gone (or being removed) is fine."""
-        with contextlib.suppress(NotFound):
-            try:
-                self._api.remove_container(container_id, force=True)
-            except APIError as exc:
-                if exc.status_code != 409:
-                    raise
+        try:
+            self._api.remove_container(container_id, force=True)
+        except NotFound:
+            return
+        except APIError as exc:
+            if exc.status_code != 409:
+                raise SandboxError(
+                    f"the engine did not remove sandbox container {container_id[:12]}: {exc}",
+                    container_id=container_id,
+                ) from exc
+        except (DockerException, RequestException) as exc:
+            raise DockerUnavailable(
+                f"Docker engine unreachable; {START_HINT}", container_id=container_id
+            ) from exc
+
+    def close(self) -> None:
+        """Nothing to release: each run removes its own container."""
 
     def sweep(self, *, everything: bool = False) -> int:
         """Remove sandbox containers left behind by crashed owners; return how many.

@@ -28,6 +28,7 @@ class ScriptedRuntime:
         self.answer = answer
         self.image_id = image_id
         self.requests: list[ExecutionRequest] = []
+        self.closed = 0
 
     def check(self) -> str:
         return self.image_id
@@ -35,3 +36,6 @@ class ScriptedRuntime:
     def run(self, request: ExecutionRequest) -> ExecutionResult:
         self.requests.append(request)
         return self.answer(request)
+
+    def close(self) -> None:
+        self.closed += 1

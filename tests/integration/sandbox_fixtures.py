@@ -11,6 +11,7 @@ gVisor are skipped where ``runsc`` is not registered with the engine, unless
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 from docker.errors import DockerException
 
 from config.errors import SandboxError
-from tasks.sandbox.docker_runtime import LABEL, DockerRuntime
+from tasks.sandbox.docker_runtime import LABEL, OWNER_LABEL, DockerRuntime
 from tasks.sandbox.image import DEFAULT_DOCKER_URL, SANDBOX_UID, build_image
 
 
@@ -70,22 +71,47 @@ def runtime(docker_client: docker.DockerClient, sandbox_image: str) -> DockerRun
     return runtime_for("runc", docker_client, sandbox_image)
 
 
-def labelled_containers(client: docker.DockerClient) -> list[str]:
+def _owned_by_another_live_process(labels: dict[str, str]) -> bool:
+    """A container of another codeflow process alive on this host (a running service's warm
+    pool): not the tests' to judge. Leftovers of the tests' own subprocesses, which are dead
+    by the time anything is checked, still count."""
+    host, _, pid = labels.get(OWNER_LABEL, "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    return Path(f"/proc/{pid}").exists()
+
+
+def _foreign_containers(client: docker.DockerClient) -> list[str]:
     found = client.api.containers(all=True, filters={"label": f"{LABEL}=1"})
-    return [c["Id"] for c in found]
+    return [c["Id"] for c in found if _owned_by_another_live_process(c.get("Labels") or {})]
 
 
-def sandbox_user_processes() -> list[int]:
-    """Host PIDs running as the sandbox uid: any of them is a process that escaped removal."""
+def labelled_containers(client: docker.DockerClient) -> list[str]:
+    """Sandbox containers of this test session (and of its dead subprocesses)."""
+    found = client.api.containers(all=True, filters={"label": f"{LABEL}=1"})
+    return [c["Id"] for c in found if not _owned_by_another_live_process(c.get("Labels") or {})]
+
+
+def sandbox_user_processes(client: docker.DockerClient | None = None) -> list[int]:
+    """Host PIDs running as the sandbox uid: any of them is a process that escaped removal.
+    With ``client``, those inside containers of another live codeflow process are left out."""
+    foreign = _foreign_containers(client) if client is not None else []
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if entry.stat().st_uid == SANDBOX_UID:
+                if entry.stat().st_uid == SANDBOX_UID and not _inside(entry, foreign):
                     pids.append(int(entry.name))
-            except FileNotFoundError:
+            except (FileNotFoundError, ProcessLookupError):
                 continue
     return pids
+
+
+def _inside(process: Path, containers: list[str]) -> bool:
+    if not containers:
+        return False
+    cgroups = (process / "cgroup").read_text()
+    return any(container_id in cgroups for container_id in containers)
 
 
 def processes_in_container(container_id: str) -> list[int]:
@@ -102,10 +128,11 @@ def processes_in_container(container_id: str) -> list[int]:
 
 @pytest.fixture
 def host_guard(docker_client: docker.DockerClient) -> Iterator[None]:
-    """After the test: no sandbox container left, no sandbox process alive on the host."""
+    """After the test: no sandbox container left, no sandbox process alive on the host
+    (besides those of another live codeflow process, such as a service's warm pool)."""
     yield
     assert labelled_containers(docker_client) == []
-    assert sandbox_user_processes() == []
+    assert sandbox_user_processes(docker_client) == []
 
 
 def host_unharmed(client: docker.DockerClient, container_id: str, *paths: Path) -> None:

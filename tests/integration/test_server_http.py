@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import orjson
+import pytest
 import tornado.httpclient
 
 from tests.integration.server_fixtures import (
@@ -136,3 +138,35 @@ def test_history_api_holds_the_day_before_and_after_start(tmp_path: Path, redis_
     (index_run,) = first["index_runs"]
     assert (index_run["embedding_hit_rate"], index_run["files_per_s"]) == (0.75, 2.0)
     assert [r["flow_run_id"] for r in second["runs"]] == ["before", "after", "late"]
+
+
+def test_api_rate_limit_is_per_token(
+    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past its burst a token gets 429 with Retry-After on every /api/ endpoint; other tokens
+    and the endpoints outside /api/ are unaffected. The access log never shows a token."""
+    settings = make_settings(
+        tmp_path, CODEFLOW_RATE_LIMIT_BURST="3", CODEFLOW_RATE_LIMIT_PER_MIN="1"
+    )
+
+    async def scenario() -> str:
+        async with live_server(settings, redis_url, unique_stream()) as server:
+            token, other = server.token("runs"), server.token("repo:*")
+            for path in ("/api/cache-stats", "/api/history", "/api/cache-stats"):
+                assert (await fetch(server.url(f"{path}?token={token}"))).code == 200
+            for path in ("/api/cache-stats?", "/api/history?", "/api/search?q=x&repo=/&"):
+                refused = await fetch(server.url(f"{path}token={token}"))
+                assert refused.code == 429, path
+                assert 1 <= int(refused.headers["Retry-After"]) <= 60
+                assert "too many requests" in orjson.loads(refused.body)["error"]
+            bearer = {"Authorization": f"Bearer {token}"}
+            assert (await fetch(server.url("/api/history"), headers=bearer)).code == 429
+            assert (await fetch(server.url(f"/api/cache-stats?token={other}"))).code == 200
+            assert (await fetch(server.url("/api/cache-stats"))).code == 401
+            assert (await fetch(server.url("/healthz"))).code == 200
+            return token
+
+    caplog.set_level(logging.INFO, logger="tornado.access")
+    token = run(scenario())
+    assert "429 GET /api/history?token=*** " in caplog.text
+    assert token not in caplog.text and token.split(".")[2] not in caplog.text

@@ -480,7 +480,7 @@ def test_http_search_answers_as_the_cli_does(tmp_path: Path, indexer: Indexer) -
     async def scenario() -> dict[str, Any]:
         settings = load_settings(indexer.env)
         async with live_server(settings, indexer.env["REDIS_URL"], unique_stream()) as server:
-            token = server.token("runs")
+            token = server.token("repo:*")
 
             async def ask(**params: Any) -> tuple[int, Any]:
                 return await http_get(server.url("/api/search"), **params)
@@ -492,7 +492,7 @@ def test_http_search_answers_as_the_cli_does(tmp_path: Path, indexer: Indexer) -
             assert (await ask(q=query, repo=str(repo), limit="ten", token=token))[0] == 400
             assert (await ask(q=query, repo=str(repo), limit=0, token=token))[0] == 400
             not_indexed = await ask(q=query, repo=str(unindexed), token=token)
-            assert not_indexed[0] == 404 and "not indexed yet" in not_indexed[1]["error"]
+            assert not_indexed[0] == 404 and "no indexed repository" in not_indexed[1]["error"]
             assert (await ask(q=query, repo=str(tmp_path / "missing"), token=token))[0] == 404
             return dict(body)
 
@@ -548,7 +548,7 @@ def test_related_from_the_command_line_and_over_http(indexer: Indexer, tmp_path:
     async def scenario() -> list[tuple[int, Any]]:
         settings = load_settings(indexer.env)
         async with live_server(settings, indexer.env["REDIS_URL"], unique_stream()) as server:
-            token = server.token("runs")
+            token = server.token("repo:*")
 
             async def ask(**params: Any) -> tuple[int, Any]:
                 return await http_get(server.url("/api/related"), **params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -90,13 +91,33 @@ def test_code_that_is_not_python_is_rejected_before_anything_runs(tmp_path: Path
     assert runtime.requests == []
 
 
-def test_a_file_that_is_not_utf8_is_a_rejected_result(tmp_path: Path) -> None:
-    from flows.cli.sandbox_commands import _read_code
+def test_bytes_that_are_not_utf8_are_a_rejected_result() -> None:
+    from flows.service.operations import program_text
 
-    path = tmp_path / "latin1.py"
-    path.write_bytes(b"print(1)\ns = '\xe9t\xe9'\n")
-    result = _read_code(str(path))
-    assert isinstance(result, ExecutionResult) and result.status == "rejected"
-    assert result.violations[0].line == 2 and "UTF-8" in result.stderr
-    path.write_text("print('fine')\n")
-    assert _read_code(str(path)) == "print('fine')\n"
+    result = program_text(b"print(1)\ns = '\xe9t\xe9'\n")
+    assert isinstance(result, dict) and result["status"] == "rejected"
+    assert result["violations"][0]["line"] == 2 and "UTF-8" in result["stderr"]
+    assert program_text(b"print('fine')\n") == "print('fine')\n"
+
+
+def test_services_close_their_sandbox_once_and_build_it_again_on_use(tmp_path: Path) -> None:
+    runtime = ScriptedRuntime()
+    svc = services(tmp_path, runtime)
+    assert svc.warm_sandbox() is False  # no pool asked for: nothing to start
+    svc.close()
+    assert runtime.closed == 0  # never built, nothing to close
+    assert svc.sandbox is runtime
+    svc.close()
+    svc.close()
+    assert runtime.closed == 1
+    assert svc.sandbox is runtime and runtime.closed == 1
+
+
+def test_services_dropped_unclosed_close_their_sandbox(tmp_path: Path) -> None:
+    """An entry evicted from services_for's cache must not leave a warm pool running."""
+    runtime = ScriptedRuntime()
+    svc = services(tmp_path, runtime)
+    assert svc.sandbox is runtime
+    del svc
+    gc.collect()
+    assert runtime.closed == 1

@@ -56,6 +56,13 @@ def test_bad_values_give_one_line_naming_the_variable(
     assert "\n" not in str(caught.value)
 
 
+def test_the_sandbox_pool_is_off_unless_sized() -> None:
+    assert load_settings({}).sandbox_pool_size == 0
+    assert load_settings({"CODEFLOW_SANDBOX_POOL_SIZE": "4"}).sandbox_pool_size == 4
+    with pytest.raises(SettingsError, match="CODEFLOW_SANDBOX_POOL_SIZE: expected a number of"):
+        load_settings({"CODEFLOW_SANDBOX_POOL_SIZE": "17"})
+
+
 def test_secrets_are_hidden() -> None:
     settings = load_settings({"OPENAI_API_KEY": "sk-very-secret"})
     assert "sk-very-secret" not in repr(settings)

@@ -1,0 +1,90 @@
+"""Where the service keeps its files under ``CODEFLOW_HOME/service`` (standard library only:
+the thin client imports this).
+
+``service.sock``   the Unix socket the command line speaks to (mode 0600, directory 0700)
+``service.lock``   held (flock) by the running service for its whole life
+``start.lock``     serializes clients that find no service and start one
+``service.json``   what ``codeflow service status`` shows: pid, URLs, settings fingerprint
+``service.log``    the service's own log (and its Prefect API's)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+
+from config.paths import socket_path
+
+if TYPE_CHECKING:
+    from config import Settings
+
+
+@dataclass(frozen=True)
+class ServicePaths:
+    directory: Path
+
+    @classmethod
+    def under(cls, home: Path) -> ServicePaths:
+        return cls(home / "service")
+
+    @property
+    def socket(self) -> Path:
+        return socket_path(self.directory, "service.sock")
+
+    @property
+    def lock(self) -> Path:
+        return self.directory / "service.lock"
+
+    @property
+    def start_lock(self) -> Path:
+        return self.directory / "start.lock"
+
+    @property
+    def state(self) -> Path:
+        return self.directory / "service.json"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "service.log"
+
+    def make(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.directory.chmod(0o700)
+
+    def read_state(self) -> dict[str, Any] | None:
+        try:
+            state = json.loads(self.state.read_text())
+        except (OSError, ValueError):
+            return None
+        return state if isinstance(state, dict) else None
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        temp = self.state.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(state, handle, indent=2)
+        temp.replace(self.state)
+
+
+#: Settings that the service sets for itself, or that only the client reads.
+_OWN = frozenset({"service", "service_idle_s", "service_port", "sandbox_pool_size"})
+
+
+def fingerprint(settings: Settings) -> str:
+    """A digest of the settings a request's answer depends on (secrets included, so a changed
+    key is a changed fingerprint) and of the Prefect API in use: the client compares it with
+    the running service's to tell whether that service may answer for it."""
+    values = {
+        name: value.get_secret_value() if isinstance(value, SecretStr) else value
+        for name, value in settings
+        if name not in _OWN
+    }
+    values["PREFECT_API_URL"] = os.environ.get("PREFECT_API_URL", "")
+    material = json.dumps(values, sort_keys=True, default=str).encode()
+    return hashlib.sha256(material).hexdigest()[:32]
