@@ -1,5 +1,5 @@
-"""The command line's side of the local service: connect (starting it on demand), check that
-it answers for these settings, and turn its messages into a result and an exit status."""
+"""The command line's side of the local service: connect (starting it on demand) and check
+that it answers for these settings (each command's ``remote_*`` handler then calls it)."""
 
 from __future__ import annotations
 

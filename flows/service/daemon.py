@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import importlib
 import logging
 import os
 import signal
@@ -178,11 +179,12 @@ def _urls(realtime: Realtime, prefect: PrefectApi) -> dict[str, Any]:
 
 
 def _warm(runner: Runner, prefect: PrefectApi) -> None:
-    """Wait for the Prefect API, import the flows, load what searches and runs need."""
+    """Import the flows while the Prefect API boots (both take seconds; two cores do them at
+    once), wait for it, then load what searches and runs need."""
     try:
+        for module in ("flows.sync", "flows.sandbox_run"):
+            importlib.import_module(module)  # now, not on the first request
         prefect.ready()
-        import flows.sandbox_run
-        import flows.sync  # noqa: F401
     except Exception as exc:
         runner.flows_failed = f"the service's Prefect API did not start: {exc}"
         log.exception("Prefect API")

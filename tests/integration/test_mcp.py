@@ -26,7 +26,8 @@ TOOLS = {"search_code", "related_code", "index_repository", "index_status", "run
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Codeflow]:
     base = tmp_path_factory.mktemp("mcp")
-    cli = Codeflow(service_env(base / "home", redis_url))
+    limits = {"CODEFLOW_RATE_LIMIT_PER_MIN": "60", "CODEFLOW_RATE_LIMIT_BURST": "20"}
+    cli = Codeflow(service_env(base / "home", redis_url, **limits))
     cli.env["TEST_REPO"] = str(make_repo(base / "repo", FILES))
     try:
         yield cli
@@ -149,3 +150,16 @@ def test_http_without_a_valid_token_is_refused(cli: Codeflow) -> None:
         reply = httpx2.post(url, json=body, headers=headers, timeout=10)
         assert reply.status_code == 401
         assert "token" in json.loads(reply.text)["error"]
+
+
+def test_http_calls_past_the_rate_limit_wait(cli: Codeflow) -> None:
+    url, granted = cli.hello()["mcp_url"], token(cli, "repo:*")
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    headers = {
+        "Authorization": f"Bearer {granted}",
+        "Accept": "application/json, text/event-stream",
+    }
+    statuses = [httpx2.post(url, json=body, headers=headers, timeout=10) for _ in range(25)]
+    refused = [reply for reply in statuses if reply.status_code == 429]
+    assert refused and int(refused[0].headers["Retry-After"]) >= 1
+    assert statuses[0].status_code != 429
