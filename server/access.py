@@ -78,11 +78,11 @@ def readable_repository(svc: Services, grant: Grant, repo: str) -> str:
     :class:`RepositoryHidden` for every reason the repository cannot be read; other errors
     (the manifest store failing) propagate, but only for a granted repository.
     """
-    from tasks.search.repository_search import indexed_manifest
+    from tasks.search.repository_search import indexed_namespace
 
     root = granted_root(grant, repo)
     try:
-        indexed_manifest(svc, root)
+        indexed_namespace(svc, root)
     except RepositoryError:
         raise RepositoryHidden(repo) from None
     return root

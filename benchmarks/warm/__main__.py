@@ -4,13 +4,16 @@ agent waits for, from ``exec`` to exit.
 
     .venv/bin/python -m benchmarks.warm --source GIT_DIR [--old REV] [--new REV]
 
-The corpus is a clone of ``--source`` (for the published figures, PrefectHQ/prefect: 5,341
-files) checked out at ``--old``; each mode gets a fresh ``CODEFLOW_HOME`` (and so its own
-embedded Redis and store), then: a cold index (with ``auto`` this first command also starts
-the service), five no-op re-indexes, an index of ``--new`` (HEAD~200 to HEAD of prefect
-changes 593 files), twenty distinct searches, ten sandbox runs of a small program (when the
-sandbox image is built), and, for the service, thirty ``search_code`` calls over MCP (stdio,
-the SDK's own client). The index rows also give the flow's own ``duration_s``.
+The corpus is a fresh repository with two commits, the files of ``--old`` and of ``--new`` in
+``--source`` (for the published figures, PrefectHQ/prefect: 5,341 files). Each mode gets a
+fresh ``CODEFLOW_HOME`` (and so its own embedded Redis and store), then: a cold index (with
+``auto`` this first command also starts the service), five no-op re-indexes, an index of
+``--new`` (HEAD~200 to HEAD of prefect changes 593 files), twenty distinct searches, for
+the service thirty distinct ``search_code`` calls over MCP (stdio, the SDK's own client),
+and ten sandbox runs of a small program (when the sandbox image is built; last, because the
+warm pool refills in the background after each run). For the service, a second fresh home
+also measures ``codeflow service start`` and a cold index with the service up. The index rows also
+give the flow's own ``duration_s``.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ def main() -> int:
     args = _arguments()
     with tempfile.TemporaryDirectory(prefix="codeflow-warm-") as scratch:
         base = Path(scratch)
-        repo = _clone(args.source, base / "repo", args.old)
-        rows = {mode: Mode(mode, base, repo).measure(args) for mode in ("off", "auto")}
+        repo, commits = _corpus(args.source, base / "repo", (args.old, args.new))
+        rows = {mode: Mode(mode, base, repo, commits).measure() for mode in ("off", "auto")}
     _print(rows)
     return 0
 
@@ -57,19 +60,63 @@ def _arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _clone(source: str, target: Path, revision: str) -> Path:
-    subprocess.run(["git", "clone", "-q", "--no-checkout", source, str(target)], check=True)
-    subprocess.run(["git", "-C", str(target), "checkout", "-q", revision], check=True)
-    return target
+def _corpus(source: str, target: Path, revisions: tuple[str, str]) -> tuple[Path, list[str]]:
+    """A fresh repository with one commit per revision of ``source``, their files as they
+    are there (blobs a partial mirror lacks are left out of both): the commits' SHAs."""
+    subprocess.run(["git", "init", "-q", "-b", "main", str(target)], check=True)
+    commits = []
+    for revision in revisions:
+        for path in target.iterdir():
+            if path.is_dir() and path.name != ".git":
+                shutil.rmtree(path)
+            elif path.is_file():
+                path.unlink()
+        _write_tree(source, revision, target)
+        subprocess.run(["git", "-C", str(target), "add", "-A"], check=True)
+        subprocess.run(["git", "-C", str(target), "-c", "user.name=bench", "-c",
+                        "user.email=bench@example.com", "commit", "-q", "-m", revision],
+                       check=True)  # fmt: skip
+        commits.append(_git(str(target), "rev-parse", "HEAD").strip())
+    return target, commits
+
+
+def _write_tree(source: str, revision: str, target: Path) -> None:
+    listing = _git(source, "ls-tree", "-r", "-z", revision).split("\0")
+    blobs = [line.split("\t", 1) for line in listing if line]
+    wanted = [(meta.split()[2], path) for meta, path in blobs if meta.split()[1] == "blob"]
+    batch = subprocess.run(
+        ["git", "-C", source, "cat-file", "--batch"], check=True, capture_output=True,
+        input="".join(f"{sha}\n" for sha, _ in wanted).encode(),
+    ).stdout  # fmt: skip
+    offset = 0
+    for _sha, path in wanted:
+        header_end = batch.index(b"\n", offset)
+        header = batch[offset:header_end].split()
+        offset = header_end + 1
+        if header[-1] == b"missing":
+            continue
+        size = int(header[2])
+        file = target / path
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(batch[offset : offset + size])
+        offset += size + 1
+
+
+def _git(repo: str, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", repo, *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 class Mode:
     """One mode's measurements, each command a fresh ``codeflow`` process."""
 
-    def __init__(self, mode: str, base: Path, repo: Path) -> None:
-        self.mode, self.repo = mode, repo
+    def __init__(
+        self, mode: str, base: Path, repo: Path, commits: list[str], home: str = ""
+    ) -> None:
+        self.mode, self.base, self.repo, self.commits = mode, base, repo, commits
         self.env = {
-            **os.environ, "CODEFLOW_HOME": str(base / mode), "CODEFLOW_SERVICE": mode,
+            **os.environ, "CODEFLOW_HOME": str(base / (home or mode)), "CODEFLOW_SERVICE": mode,
             "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         }  # fmt: skip
         self.env.pop("REDIS_URL", None)  # the embedded Redis of a fresh machine
@@ -89,22 +136,43 @@ class Mode:
         elapsed, out = self.codeflow("index", str(self.repo), "--json")
         return elapsed, float(json.loads(out)["duration_s"])
 
-    def measure(self, args: argparse.Namespace) -> dict[str, Any]:
+    def checkout(self, commit: str) -> None:
+        _git(str(self.repo), "checkout", "-q", "-B", "main", commit)
+
+    def measure(self) -> dict[str, Any]:
+        old, new = self.commits
+        self.checkout(old)
         try:
             row: dict[str, Any] = {"cold": self.index()}
+            row["started"] = self.started_then_cold() if self.mode == "auto" else None
             row["noop"] = _median_pair([self.index() for _ in range(5)])
-            subprocess.run(["git", "-C", str(self.repo), "checkout", "-q", args.new], check=True)
+            self.checkout(new)
             row["update"] = self.index()
-            subprocess.run(["git", "-C", str(self.repo), "checkout", "-q", args.old], check=True)
-            self.index()  # back where the other mode starts
             row["search"] = _p50([self.codeflow("search", q, "--repo", str(self.repo))[0]
                                   for q in QUERIES])  # fmt: skip
-            row["sandbox"] = self.sandbox()
             row["mcp"] = self.mcp() if self.mode == "auto" else None
+            row["sandbox"] = self.sandbox()  # last: its pool refills in the background
         finally:
-            if self.mode == "auto":
-                self.codeflow("service", "stop")
+            self.stop()
         return row
+
+    def stop(self) -> None:
+        """The service (if any) and the home's embedded Redis, which outlive a command."""
+        from tasks.redis_io.embedded import EmbeddedRedis
+
+        if self.mode == "auto":
+            self.codeflow("service", "stop")
+        EmbeddedRedis(Path(self.env["CODEFLOW_HOME"]) / "redis").shutdown()
+
+    def started_then_cold(self) -> tuple[float, tuple[float, float]]:
+        """In a second fresh home: ``codeflow service start`` (it returns once flows can
+        run), then a cold index with the service up."""
+        other = Mode(self.mode, self.base, self.repo, self.commits, home="auto-started")
+        try:
+            started = other.codeflow("service", "start")[0]
+            return started, other.index()
+        finally:
+            other.stop()
 
     def sandbox(self) -> float | None:
         if shutil.which("docker") is None or not _image_built():
@@ -155,8 +223,12 @@ def _print(rows: dict[str, dict[str, Any]]) -> None:
     off, auto = rows["off"], rows["auto"]
     print("| command, whole process | each in its own process | through the service |")
     print("|---|---|---|")
-    for key, label in (("cold", "cold index (service: its start included)"),
-                       ("noop", "no-op index, p50"), ("update", "update index")):  # fmt: skip
+    print(f"| first command on a fresh home: cold index (service: its start included) | "
+          f"{_index(off['cold'])} | {_index(auto['cold'])} |")  # fmt: skip
+    started, cold = auto["started"]
+    print(f"| `codeflow service start` on a fresh home, until flows can run | — | {_s(started)} |")
+    print(f"| cold index, service already running | — | {_index(cold)} |")
+    for key, label in (("noop", "no-op index, p50 of 5"), ("update", "update index")):
         print(f"| {label} | {_index(off[key])} | {_index(auto[key])} |")
     print(f"| search, p50 of {len(QUERIES)} | {_s(off['search'])} | {_s(auto['search'])} |")
     print(f"| sandbox run, p50 of 10 | {_s(off['sandbox'])} | {_s(auto['sandbox'])} |")

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from tasks.events import EventLog
 
 
+MIN_RATE_S = 0.5
+
+
 class ProgressView:
     """Redraws one status line from the progress events of the run carrying ``trace_id``."""
 
@@ -50,14 +53,16 @@ class ProgressView:
 
 
 def render_unit(unit: str, done: int, total: int, first: float, *, now: float) -> str:
-    """``chunks 1200/3400 [#####.....] 850/s ETA 3s``"""
+    """``chunks 1200/3400 [#####.....] 850/s ETA 3s`` (no rate in the first half second of a
+    unit: events that arrive together would give an absurd one)."""
     width = 20
     filled = int(width * done / total) if total else width
-    elapsed = max(now - first, 1e-6)
-    rate = done / elapsed
+    elapsed = now - first
+    rate = done / elapsed if elapsed >= MIN_RATE_S else 0.0
+    speed = f"{rate:,.0f}/s " if rate > 0 else ""
     eta = f"ETA {int((total - done) / rate)}s" if rate > 0 and done < total else ""
     bar = "#" * filled + "." * (width - filled)
-    return f"{unit} {done}/{total} [{bar}] {rate:,.0f}/s {eta}".rstrip()
+    return f"{unit} {done}/{total} [{bar}] {speed}{eta}".rstrip()
 
 
 def is_progress_of(event: dict[str, Any], trace_id: str) -> bool:

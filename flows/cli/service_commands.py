@@ -16,6 +16,7 @@ from flows.service.client import ServiceClient, connect
 from flows.service.paths import ServicePaths
 
 STOP_WAIT_S = 30.0
+START_WAIT_S = 180.0
 EXIT_NOT_RUNNING = 3  # as ``systemctl status`` says of a stopped unit
 
 
@@ -23,7 +24,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     service = commands.add_parser("service", help="the local service that keeps state warm")
     sub = service.add_subparsers(dest="service_command", metavar="ACTION", required=True)
     for name, handler, text in (
-        ("start", run_start, "start the service (commands also start it on demand)"),
+        ("start", run_start, "start the service and wait until it is ready"),
         ("stop", run_stop, "stop the service (running requests get a few seconds)"),
         ("status", run_status, "is it running; its URLs (Prefect UI, HTTP API, MCP)"),
     ):
@@ -35,7 +36,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run_start(args: argparse.Namespace, settings: Settings) -> int:
-    _client, hello = connect(ServicePaths.under(settings.home))
+    """Start the service (if none runs) and return once it can run flows."""
+    client, hello = connect(ServicePaths.under(settings.home))
+    deadline = time.monotonic() + START_WAIT_S
+    while not hello.get("ready"):
+        if hello.get("error"):
+            raise ServiceError(str(hello["error"]))
+        if time.monotonic() > deadline:
+            raise ServiceError(f"the codeflow service was not ready in {START_WAIT_S:.0f} s")
+        time.sleep(0.1)  # the service's Prefect API boots in another process
+        latest = client.hello()
+        if latest is None:
+            raise ServiceError(
+                f"the codeflow service stopped while starting; see {client.paths.log}"
+            )
+        hello = latest
     _show(hello, args.json)
     return 0
 

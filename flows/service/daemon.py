@@ -189,6 +189,7 @@ def _warm(runner: Runner, prefect: PrefectApi) -> None:
         runner.flows_failed = f"the service's Prefect API did not start: {exc}"
         log.exception("Prefect API")
     finally:
+        runner.ready_at = time.monotonic()
         runner.flows_ready.set()
     _warm_services(runner.settings)
 
@@ -234,7 +235,7 @@ async def _idle_watch(runner: Runner, idle_s: float) -> None:
         return
     while True:
         await asyncio.sleep(min(idle_s, 30.0))
-        if runner.active == 0 and time.monotonic() - runner.last_active >= idle_s:
+        if runner.idle_for() >= idle_s:
             runner.request_stop(f"idle for {idle_s:g} s")
             return
 

@@ -39,6 +39,7 @@ class Runner:
             for kind, n in _POOLS.items()
         }
         self.flows_ready = threading.Event()
+        self.ready_at = 0.0
         self.flows_failed: str | None = None
         self.active = 0
         self.served = 0
@@ -50,6 +51,7 @@ class Runner:
         return {
             **self.info,
             "ready": self.flows_ready.is_set() and self.flows_failed is None,
+            "error": self.flows_failed,
             "active": self.active,
             "served": self.served,
             "idle_s": round(time.monotonic() - self.last_active, 1),
@@ -62,6 +64,13 @@ class Runner:
         from tasks.services import services_for
 
         return services_for(self.settings).sandbox_pool()
+
+    def idle_for(self) -> float:
+        """Seconds without a request, counted from the end of the warm-up (0 while a
+        request runs or the service is still starting)."""
+        if self.active or not self.flows_ready.is_set():
+            return 0.0
+        return time.monotonic() - max(self.last_active, self.ready_at)
 
     def request_stop(self, reason: str) -> None:
         self.stop_reason = reason

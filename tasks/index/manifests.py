@@ -81,6 +81,7 @@ def _read(path: Path) -> IndexManifest | None:
 class ManifestStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._commits: dict[Path, tuple[tuple[int, int, int], str | None]] = {}
 
     def path(self, repo_id: str, branch: str) -> Path:
         return self.directory / _SAFE.sub("_", repo_id) / f"{_SAFE.sub('_', branch)}.json"
@@ -95,6 +96,24 @@ class ManifestStore:
             return None  # none, or unreadable: the caller does a full scan
         manifest.pending = sorted(set(manifest.pending) | self._pending(repo_id, branch))
         return manifest
+
+    def committed(self, repo_id: str, branch: str) -> str | None:
+        """The commit the committed manifest records (None: nothing indexed), read once per
+        version of the file: a manifest is replaced, never edited, so its inode, size and
+        modification time name a version. A search asks this on every query; parsing a large
+        repository's manifest each time took 7 ms of a 25 ms search."""
+        path = self.path(repo_id, branch)
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        version = (info.st_ino, info.st_size, info.st_mtime_ns)
+        known = self._commits.get(path)
+        if known is None or known[0] != version:
+            manifest = _read(path)
+            known = (version, manifest.commit if manifest is not None else None)
+            self._commits[path] = known
+        return known[1]
 
     def all(self) -> Iterator[IndexManifest]:
         """Every readable committed manifest (unreadable ones are passed over)."""

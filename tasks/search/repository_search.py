@@ -37,6 +37,18 @@ def indexed_manifest(svc: Services, path: str) -> tuple[IndexManifest, str]:
     return manifest, namespace_for(repo_id, label)
 
 
+def indexed_namespace(svc: Services, path: str) -> str:
+    """The index namespace of the branch checked out at ``path``, if it has been indexed
+    (what a search needs, without reading the whole manifest)."""
+    with GitRepository.open(path) as repo:
+        repo_id, label = repo.repo_id, repo.branch_label()
+    if svc.manifests.committed(repo_id, label) is None:
+        raise RepositoryError(
+            f"{path} (branch {label}) is not indexed yet; run: codeflow index {path}"
+        )
+    return namespace_for(repo_id, label)
+
+
 def search_repository(
     svc: Services, path: str, query: str, limit: int = 10
 ) -> list[dict[str, Any]]:
@@ -45,14 +57,18 @@ def search_repository(
         raise ConfigError("the query is empty")
     if not 1 <= limit <= MAX_LIMIT:
         raise ConfigError(f"the limit must be between 1 and {MAX_LIMIT}")
-    _, namespace = indexed_manifest(svc, path)
+    namespace = indexed_namespace(svc, path)
     settings = svc.settings
     backend = f"{settings.store}\0{svc.embedder_identity[0]}\0{settings.semantic_weight}"
     material = f"{RANKING_VERSION}\0{backend}\0{namespace}\0{limit}\0{query}".encode()
     key = "q:" + hashlib.blake2b(material, digest_size=20).hexdigest()
-    hits: list[dict[str, Any]] = svc.search_cache.get_or_compute(
-        key, lambda: _search(svc, query, namespace, limit), tags=[search_tag(namespace)]
-    )
+    cached: list[dict[str, Any]] | None = svc.search_cache.get(key)
+    if cached is not None:
+        return cached
+    # A plain get and set, not get_or_compute: a search costs ~10 ms, less than the Redis
+    # lock round trips that would keep two identical first searches from both running.
+    hits = _search(svc, query, namespace, limit)
+    svc.search_cache.set(key, hits, tags=[search_tag(namespace)])
     return hits
 
 

@@ -26,8 +26,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 @pytest.fixture
 def env(tmp_path: Path, private_redis: RedisProcess) -> Iterator[dict[str, str]]:
+    """A clean environment: the commands run through the local service, as by default; it is
+    stopped afterwards."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("CODEFLOW_", "PREFECT_"))}
-    yield {**inherited, "CODEFLOW_HOME": str(tmp_path / "home"), "REDIS_URL": private_redis.url}
+    env = {**inherited, "CODEFLOW_HOME": str(tmp_path / "home"), "REDIS_URL": private_redis.url}
+    yield env
+    codeflow(env, "service", "stop")
 
 
 def codeflow(env: dict[str, str], *args: str, stdin: str | None = None) -> tuple[int, str, str]:
