@@ -9,11 +9,10 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from config import Settings
-
 if TYPE_CHECKING:
     import redis
 
+    from config import Settings
     from tasks.cache.invalidation import Invalidator
 
 

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-from config import Settings, SettingsError, load_settings
-from config.errors import CodeflowError
+from config.errors import CodeflowError, SettingsError
 from config.native import quiet_blas_threads
 
-Handler = Callable[[argparse.Namespace, Settings], int]
+if TYPE_CHECKING:
+    from config import Settings
+
+Handler = Callable[[argparse.Namespace, "Settings"], int]
 
 
 def package_version() -> str:
@@ -71,10 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
-        logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
-        quiet_redis_outages()
-        return dispatch(args, settings)
+        return dispatch(args)
     except (SettingsError, CodeflowError) as exc:
         return fail(str(exc))
     except KeyboardInterrupt:
@@ -92,16 +93,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(outage))
 
 
-def dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    """Through the local service when the command has a remote form and the service is on
-    (``CODEFLOW_SERVICE``, default ``auto``); else in this process."""
+def dispatch(args: argparse.Namespace) -> int:
+    """Through the local service when the command has a remote form and ``CODEFLOW_SERVICE``
+    is ``auto`` (the default), without loading the settings model; else in this process."""
     remote = getattr(args, "remote", None)
-    if remote is not None and settings.service == "auto":
+    if remote is not None and os.environ.get("CODEFLOW_SERVICE", "auto") == "auto":
         from flows.cli.remote import remote_for
 
-        client = remote_for(settings)
+        client = remote_for(os.environ)
         if client is not None:
             return int(remote(args, client))
+    from config import load_settings
+
+    settings = load_settings()  # a bad value (CODEFLOW_SERVICE=yes too) is one clear line
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    quiet_redis_outages()  # this process talks to Redis itself
     handler: Handler = args.handler
     return handler(args, settings)
 

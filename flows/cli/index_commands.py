@@ -14,11 +14,13 @@ import os
 import sys
 import threading
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from config import Settings
 from flows.cli.progress import ProgressView, follow
 from flows.service.client import ServiceClient
+
+if TYPE_CHECKING:
+    from config import Settings
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -35,9 +35,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from config import Settings
 from config.errors import ConfigError
 from config.prefect_env import (
     STARTUP_TIMEOUT_S,
@@ -45,6 +44,9 @@ from config.prefect_env import (
     startup_timeout_s,
     uses_ephemeral_api,
 )
+
+if TYPE_CHECKING:
+    from config import Settings
 
 _SERVER_ENV = {
     "PREFECT_UI_ENABLED": "0",

@@ -15,9 +15,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from config import Settings
-
 if TYPE_CHECKING:
+    from config import Settings
     from tasks.repo.registry import RegisteredRepo
 
 

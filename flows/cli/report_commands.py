@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from config import Settings
 from config.errors import ConfigError, RepositoryError
 
 if TYPE_CHECKING:
+    from config import Settings
     from tasks.reports.frames import Report
 
 FORMATS = ("table", "csv", "json", "parquet", "html")  # tasks.reports.render.FORMATS

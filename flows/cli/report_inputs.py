@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from config import Settings
 from config.errors import CodeflowError
 
 if TYPE_CHECKING:
+    from config import Settings
     from flows.cli.prefect_api import PrefectApi
     from tasks.reports.frames import Report, ReportInputs
 

@@ -8,11 +8,13 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from config import Settings
 from config.errors import ConfigError
 from flows.service.client import ServiceClient
+
+if TYPE_CHECKING:
+    from config import Settings
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

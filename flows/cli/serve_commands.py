@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from config import Settings
 from config.errors import ConfigError
+
+if TYPE_CHECKING:
+    from config import Settings
 
 _MAX_TTL_S = 365 * 86400
 

@@ -8,12 +8,14 @@ import json
 import os
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from config import Settings
 from config.errors import ServiceError
 from flows.service.client import ServiceClient, connect
 from flows.service.paths import ServicePaths
+
+if TYPE_CHECKING:
+    from config import Settings
 
 STOP_WAIT_S = 30.0
 START_WAIT_S = 180.0
@@ -118,7 +120,7 @@ def run_mcp(args: argparse.Namespace, settings: Settings) -> int:
     from flows.cli.remote import remote_for
     from flows.service.mcp_tools import serve_stdio
 
-    client = remote_for(settings)
+    client = remote_for(os.environ)
     if client is None:
         raise ServiceError("codeflow mcp needs the local service: stop the running one first")
     serve_stdio(client)

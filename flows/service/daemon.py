@@ -33,8 +33,9 @@ import tornado.netutil
 import tornado.web
 
 from config import Settings, load_settings
+from config.environment import settings_digest
 from flows.service import local_api
-from flows.service.paths import ServicePaths, fingerprint
+from flows.service.paths import ServicePaths
 from flows.service.runner import Runner, pid_info
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def run(
     if lock is None:
         _already_running(paths, settings)
         return 0 if out is None else 1
-    info = {**pid_info(), "fingerprint": fingerprint(settings), "home": str(settings.home)}
+    info = {**pid_info(), "fingerprint": settings_digest(), "home": str(settings.home)}
     os.environ.setdefault("CODEFLOW_SANDBOX_POOL_SIZE", POOL_SIZE)
     with open(paths.log, "ab") as prefect_log:
         prefect = _start_prefect(settings, prefect_log)

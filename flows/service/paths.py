@@ -10,19 +10,13 @@ the thin client imports this).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from pydantic import SecretStr
+from typing import Any
 
 from config.paths import socket_path
-
-if TYPE_CHECKING:
-    from config import Settings
 
 
 @dataclass(frozen=True)
@@ -70,21 +64,3 @@ class ServicePaths:
         with os.fdopen(fd, "w") as handle:
             json.dump(state, handle, indent=2)
         temp.replace(self.state)
-
-
-#: Settings that the service sets for itself, or that only the client reads.
-_OWN = frozenset({"service", "service_idle_s", "service_port", "sandbox_pool_size"})
-
-
-def fingerprint(settings: Settings) -> str:
-    """A digest of the settings a request's answer depends on (secrets included, so a changed
-    key is a changed fingerprint) and of the Prefect API in use: the client compares it with
-    the running service's to tell whether that service may answer for it."""
-    values = {
-        name: value.get_secret_value() if isinstance(value, SecretStr) else value
-        for name, value in settings
-        if name not in _OWN
-    }
-    values["PREFECT_API_URL"] = os.environ.get("PREFECT_API_URL", "")
-    material = json.dumps(values, sort_keys=True, default=str).encode()
-    return hashlib.sha256(material).hexdigest()[:32]

@@ -12,7 +12,7 @@ import sys
 PROBE = (
     "import sys; from flows.cli.commands import build_parser; build_parser(); "
     "print(sorted(m for m in ('redis','git','prefect','lancedb','numpy','pandas','docker',"
-    "'tornado','tasks.services') if m in sys.modules))"
+    "'tornado','tasks.services','pydantic') if m in sys.modules))"
 )
 
 
