@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from config.errors import ServiceError
+from config.paths import process_alive
 from flows.service.client import ServiceClient, connect
 from flows.service.paths import ServicePaths
 
@@ -84,36 +85,18 @@ def run_stop(args: argparse.Namespace, settings: Settings) -> int:
     paths = ServicePaths.under(settings.home)
     hello = ServiceClient(paths).hello()
     pid = int((hello or paths.read_state() or {}).get("pid", 0))
-    if not pid or not _alive(pid):
+    if not pid or not process_alive(pid):
         print("codeflow service: not running")
         return 0
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_WAIT_S
-    while _alive(pid):
+    while process_alive(pid):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             break
         time.sleep(0.05)  # waiting for another process to exit: nothing to wait on
     print(f"codeflow service: stopped (pid {pid})")
     return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def run_mcp(args: argparse.Namespace, settings: Settings) -> int:

@@ -15,11 +15,8 @@ without either means the service went away mid-request.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import http.client
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -28,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from config.errors import ServiceError
+from config.paths import file_lock
 from flows.service.paths import ServicePaths
 
 START_TIMEOUT_S = 120.0  # a first start on a cold machine imports and warms a lot
@@ -124,19 +122,9 @@ def connect(paths: ServicePaths) -> tuple[ServiceClient, dict[str, Any]]:
     if hello is not None:
         return client, hello
     paths.make()
-    with _locked(paths.start_lock):
+    with file_lock(paths.start_lock):
         hello = client.hello() or _start(paths, client)
     return client, hello
-
-
-@contextlib.contextmanager
-def _locked(path: os.PathLike[str]) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _start(paths: ServicePaths, client: ServiceClient) -> dict[str, Any]:

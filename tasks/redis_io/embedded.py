@@ -9,17 +9,15 @@ two processes starting at once never race a second copy.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import redis
 
 from config.errors import RedisUnavailable
-from config.paths import socket_path
+from config.paths import file_lock, socket_path
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +39,7 @@ class EmbeddedRedis:
         if self._answers():
             return self.url(db)
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with self._start_lock():
+        with file_lock(self.directory / "start.lock"):
             if not self._answers():
                 self._start()
         return self.url(db)
@@ -61,15 +59,6 @@ class EmbeddedRedis:
             return False
         finally:
             client.close()
-
-    @contextlib.contextmanager
-    def _start_lock(self) -> Iterator[None]:
-        with open(self.directory / "start.lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _start(self) -> None:
         self.socket.unlink(missing_ok=True)

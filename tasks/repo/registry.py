@@ -20,7 +20,6 @@ RegisteredRepo(name='app', source='file:///srv/git/app.git', kind='url', ...)
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -38,6 +37,7 @@ import orjson
 from cronsim import CronSim
 
 from config.errors import ConfigError, RepositoryError
+from config.paths import file_lock
 from tasks.repo.source_params import Source
 
 REGISTRY_FILE = "registry.json"
@@ -181,7 +181,7 @@ class Registry:
     def _locked(self) -> Iterator[list[RegisteredRepo]]:
         """Read-modify-write under an exclusive lock; written back only if the body succeeds."""
         self.home.mkdir(parents=True, exist_ok=True)
-        with _flocked(self.path.with_name(REGISTRY_FILE + ".lock")):
+        with file_lock(self.path.with_name(REGISTRY_FILE + ".lock")):
             entries = self._read()
             yield entries
             self._write(entries)
@@ -230,7 +230,7 @@ class Checkouts:
         """Clone ``url`` (or fetch it again) and check out ``branch`` (default: the remote's)."""
         target = self.path_for(url, name)
         self.directory.mkdir(parents=True, exist_ok=True)
-        with _flocked(self.directory / f".{target.name}.lock"):
+        with file_lock(self.directory / f".{target.name}.lock"):
             if _origin_of(target) is None:
                 _clone(url, target)
             _update(target, url, branch)
@@ -304,13 +304,3 @@ def _git_message(exc: Any) -> str:
     lines = [ln.strip() for ln in str(exc.stderr or "").splitlines() if ln.strip()]
     meaningful = [ln for ln in lines if ln.startswith(("fatal:", "error:"))] or lines
     return (meaningful[-1] if meaningful else str(exc)).removeprefix("stderr: ").strip("'")
-
-
-@contextlib.contextmanager
-def _flocked(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

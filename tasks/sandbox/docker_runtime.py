@@ -36,6 +36,7 @@ from docker.types import LogConfig, Ulimit
 from requests.exceptions import RequestException
 
 from config.errors import DockerUnavailable, ImageMissing, LimitsNotApplied, SandboxError
+from config.paths import process_alive
 from tasks.sandbox import seccomp
 from tasks.sandbox.image import DEFAULT_DOCKER_URL, SANDBOX_UID
 from tasks.sandbox.live_container import LiveContainer, live_mismatches
@@ -407,7 +408,7 @@ class DockerRuntime:
         """Same host: the owner process is gone. Other hosts: older than ``max_age_s``."""
         host, _, pid = str(summary.get("Labels", {}).get(OWNER_LABEL, "")).rpartition(":")
         if host == socket.gethostname() and pid.isdigit():
-            return not _process_alive(int(pid))
+            return not process_alive(int(pid))
         return time.time() - float(summary.get("Created", 0)) > self.max_age_s
 
 
@@ -500,13 +501,3 @@ def _close(sock: Any) -> None:
         sock.close()
     with contextlib.suppress(OSError):
         raw.close()
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -15,9 +15,8 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.git_support import make_repo
 from tests.integration.sandbox_fixtures import docker_client, sandbox_image  # noqa: F401
-from tests.integration.test_service import FILES, Codeflow, _forget_tenant, service_env
+from tests.integration.test_service import FILES, Codeflow, service_in
 
 Session = Callable[[ClientSession], Awaitable[Any]]
 TOOLS = {"search_code", "related_code", "index_repository", "index_status", "run_python"}
@@ -25,15 +24,9 @@ TOOLS = {"search_code", "related_code", "index_repository", "index_status", "run
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Codeflow]:
-    base = tmp_path_factory.mktemp("mcp")
     limits = {"CODEFLOW_RATE_LIMIT_PER_MIN": "60", "CODEFLOW_RATE_LIMIT_BURST": "20"}
-    cli = Codeflow(service_env(base / "home", redis_url, **limits))
-    cli.env["TEST_REPO"] = str(make_repo(base / "repo", FILES))
-    try:
-        yield cli
-    finally:
-        cli.stop()
-        _forget_tenant(redis_url, cli.env["CODEFLOW_TENANT"])
+    with service_in(tmp_path_factory.mktemp("mcp"), redis_url, **limits) as commands:
+        yield commands
 
 
 def over_stdio(cli: Codeflow, work: Session) -> Any:

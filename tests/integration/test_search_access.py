@@ -8,7 +8,6 @@ repository cannot be read answers the same 404, byte for byte."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -20,25 +19,15 @@ import tornado.httpclient
 from config import load_settings
 from tasks.repo.git_repository import GitRepository
 from tests.git_support import make_repo
+from tests.integration import test_vectorize
 from tests.integration.server_fixtures import LiveServer, live_server, run, unique_stream
-from tests.integration.test_vectorize import SOURCES, Indexer, _drop_tenant, _indexer
+from tests.integration.test_vectorize import SOURCES, Indexer
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
+indexer = test_vectorize.indexer  # the same fixture: a home, the test Redis, a tenant
 
 QUERY = "load user from json"
 HIDDEN = b'{"error":"no indexed repository you may read at <repo>"}'
-
-
-@pytest.fixture
-def indexer(
-    tmp_path: Path,
-    redis_url: str,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Indexer]:
-    made = _indexer(tmp_path / "home", redis_url, capsys, monkeypatch)
-    yield made
-    _drop_tenant(redis_url, made.env["CODEFLOW_TENANT"])
 
 
 @pytest.fixture

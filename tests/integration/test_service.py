@@ -7,6 +7,7 @@ Prefect server, Redis and (for sandbox runs) Docker.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -92,30 +93,31 @@ def service_env(home: Path, redis_url: str, **extra: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Codeflow]:
-    """One service for the module's read-only tests, with one indexed repository."""
-    base = tmp_path_factory.mktemp("service")
-    cli = Codeflow(service_env(base / "home", redis_url))
-    repo = make_repo(base / "repo", FILES)
-    cli.env["TEST_REPO"] = str(repo)
+@contextlib.contextmanager
+def service_in(base: Path, redis_url: str, **extra: str) -> Iterator[Codeflow]:
+    """Commands for a home under ``base`` with an indexable repository beside it; the
+    service they start is stopped and the tenant's keys removed afterwards."""
+    cli = Codeflow(service_env(base / "home", redis_url, **extra))
+    cli.env["TEST_REPO"] = str(make_repo(base / "repo", FILES))
     try:
         yield cli
     finally:
         cli.stop()
         _forget_tenant(redis_url, cli.env["CODEFLOW_TENANT"])
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Codeflow]:
+    """One service for the module's read-only tests."""
+    with service_in(tmp_path_factory.mktemp("service"), redis_url) as cli:
+        yield cli
 
 
 @pytest.fixture
 def own(tmp_path: Path, redis_url: str) -> Iterator[Codeflow]:
     """A service of this test's own (for tests that kill or stop it)."""
-    cli = Codeflow(service_env(tmp_path / "home", redis_url))
-    cli.env["TEST_REPO"] = str(make_repo(tmp_path / "repo", FILES))
-    try:
+    with service_in(tmp_path, redis_url) as cli:
         yield cli
-    finally:
-        cli.stop()
-        _forget_tenant(redis_url, cli.env["CODEFLOW_TENANT"])
 
 
 def _forget_tenant(redis_url: str, tenant: str) -> None:
