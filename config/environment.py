@@ -26,9 +26,28 @@ CLIENT_ONLY = frozenset({
 })  # fmt: skip
 
 
-def home(environ: Mapping[str, str]) -> Path:
+#: What the local service sets for itself unless the environment says otherwise.
+SERVICE_DEFAULTS = {"CODEFLOW_SANDBOX_POOL_SIZE": "2"}
+
+
+def home(environ: Mapping[str, str] | None = None) -> Path:
     """``CODEFLOW_HOME`` as :class:`config.Settings` resolves it."""
-    return Path(environ.get("CODEFLOW_HOME") or "~/.codeflow").expanduser().absolute()
+    source = os.environ if environ is None else environ
+    return Path(source.get("CODEFLOW_HOME") or "~/.codeflow").expanduser().absolute()
+
+
+def uses_service(environ: Mapping[str, str] | None = None) -> bool:
+    """``CODEFLOW_SERVICE`` is ``auto`` (its default): commands go to the local service. Any
+    other value means this process (a bad one is then reported by the settings)."""
+    source = os.environ if environ is None else environ
+    return source.get("CODEFLOW_SERVICE", "auto") == "auto"
+
+
+def apply_service_defaults() -> None:
+    """In the service's own process: :data:`SERVICE_DEFAULTS` where the environment is
+    silent (the flows it runs read their settings from it)."""
+    for name, value in SERVICE_DEFAULTS.items():
+        os.environ.setdefault(name, value)
 
 
 def settings_digest(environ: Mapping[str, str] | None = None) -> str:

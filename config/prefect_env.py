@@ -69,6 +69,11 @@ def uses_ephemeral_api(environ: Mapping[str, str]) -> bool:
     return str(chosen.get("PREFECT_SERVER_EPHEMERAL_ENABLED", "true")).lower() not in _OFF
 
 
+def prefect_api_url() -> str | None:
+    """The Prefect API this process's environment names (None: none named)."""
+    return os.environ.get("PREFECT_API_URL") or None
+
+
 def has_prefect_server() -> bool:
     """This process is configured for a Prefect server (its environment or active profile)."""
     return not uses_ephemeral_api(os.environ)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
+from config.environment import uses_service
 from config.errors import CodeflowError, SettingsError
 from config.native import quiet_blas_threads
 
@@ -97,10 +97,10 @@ def dispatch(args: argparse.Namespace) -> int:
     """Through the local service when the command has a remote form and ``CODEFLOW_SERVICE``
     is ``auto`` (the default), without loading the settings model; else in this process."""
     remote = getattr(args, "remote", None)
-    if remote is not None and os.environ.get("CODEFLOW_SERVICE", "auto") == "auto":
+    if remote is not None and uses_service():
         from flows.cli.remote import remote_for
 
-        client = remote_for(os.environ)
+        client = remote_for()
         if client is not None:
             return int(remote(args, client))
     from config import load_settings

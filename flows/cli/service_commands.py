@@ -103,7 +103,7 @@ def run_mcp(args: argparse.Namespace, settings: Settings) -> int:
     from flows.cli.remote import remote_for
     from flows.service.mcp_tools import serve_stdio
 
-    client = remote_for(os.environ)
+    client = remote_for()
     if client is None:
         raise ServiceError("codeflow mcp needs the local service: stop the running one first")
     serve_stdio(client)

@@ -21,7 +21,6 @@ import contextlib
 import fcntl
 import importlib
 import logging
-import os
 import signal
 import sys
 import time
@@ -33,7 +32,8 @@ import tornado.netutil
 import tornado.web
 
 from config import Settings, load_settings
-from config.environment import settings_digest
+from config.environment import apply_service_defaults, settings_digest
+from config.prefect_env import prefect_api_url
 from flows.service import local_api
 from flows.service.paths import ServicePaths
 from flows.service.runner import Runner, pid_info
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("codeflow.service")
 
 DRAIN_S = 10.0  # running requests get this long to finish at shutdown
-POOL_SIZE = "2"  # warm sandbox containers, unless CODEFLOW_SANDBOX_POOL_SIZE says otherwise
 
 
 def main() -> int:
@@ -74,7 +73,7 @@ def run(
         _already_running(paths, settings)
         return 0 if out is None else 1
     info = {**pid_info(), "fingerprint": settings_digest(), "home": str(settings.home)}
-    os.environ.setdefault("CODEFLOW_SANDBOX_POOL_SIZE", POOL_SIZE)
+    apply_service_defaults()
     with open(paths.log, "ab") as prefect_log:
         prefect = _start_prefect(settings, prefect_log)
         runner = Runner(load_settings(), info)
@@ -174,7 +173,7 @@ async def _realtime(runner: Runner, port: int, host: str) -> AsyncIterator[Realt
 
 def _urls(realtime: Realtime, prefect: PrefectApi) -> dict[str, Any]:
     base = realtime.base_url()
-    api = prefect.url or os.environ.get("PREFECT_API_URL") or ""
+    api = prefect.url or prefect_api_url() or ""
     urls = {"http_url": base, "mcp_url": f"{base}/mcp", "prefect_api_url": api}
     return {**urls, "prefect_ui_url": api.removesuffix("/api")}
 
