@@ -16,16 +16,16 @@ Traceback (most recent call last):
     ...
 config.errors.AccessDenied: this token does not grant 'sandbox' (codeflow token --room sandbox)
 
-An endpoint reading a repository calls :func:`readable_repository` on a worker thread (it
-opens git and reads the index manifest)::
+An endpoint reading a repository calls :func:`granted_root` on a worker thread (it opens
+git), then does its work on that root, and answers any :class:`RepositoryError` of that work
+(a repository never indexed) with :class:`RepositoryHidden` too::
 
-    root = readable_repository(services_for(settings), grant, repo)   # or RepositoryHidden
+    root = granted_root(grant, repo)   # or RepositoryHidden
 
-Its one error hides why: a missing path, a folder outside any repository, a repository
-never indexed and one the token does not grant all raise :class:`RepositoryHidden` with
-the same message, so a caller cannot probe the machine's folders with it. (An answer's
-timing still differs; the grant is checked before the index, so nothing of an ungranted
-repository's index is read.)
+So one error hides why: a missing path, a folder outside any repository, a repository never
+indexed and one the token does not grant all answer with the same message, and a caller
+cannot probe the machine's folders with it. (An answer's timing still differs; the grant is
+checked first, so nothing of an ungranted repository's index is read.)
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from config.errors import AccessDenied, RepositoryError, RepositoryHidden
 from server.auth import Grant
 
 if TYPE_CHECKING:
-    from tasks.services import Services
+    pass
 
 REPO_PREFIX = "repo:"
 SANDBOX = "sandbox"
@@ -46,7 +46,6 @@ __all__ = [
     "SANDBOX",
     "granted_root",
     "grants_any_repository",
-    "readable_repository",
     "repository_room",
     "require_grant",
 ]
@@ -70,27 +69,11 @@ def require_grant(grant: Grant, room: str) -> None:
         raise AccessDenied(message, needed=room)
 
 
-def readable_repository(svc: Services, grant: Grant, repo: str) -> str:
-    """The work-tree root of the indexed repository at ``repo`` (a path on this machine, a
-    sub-folder resolving to its repository), if ``grant`` allows ``repo:<repo_id>``.
-
-    Synchronous and blocking (git, the manifest store): call it off the event loop. Raises
-    :class:`RepositoryHidden` for every reason the repository cannot be read; other errors
-    (the manifest store failing) propagate, but only for a granted repository.
-    """
-    from tasks.search.repository_search import indexed_namespace
-
-    root = granted_root(grant, repo)
-    try:
-        indexed_namespace(svc, root)
-    except RepositoryError:
-        raise RepositoryHidden(repo) from None
-    return root
-
-
 def granted_root(grant: Grant, repo: str) -> str:
-    """The root of the work tree at ``repo`` if ``grant`` opens it, indexed or not (what
-    indexing needs); nothing of the index is read. Raises :class:`RepositoryHidden`."""
+    """The root of the work tree at ``repo`` (a path on this machine, a sub-folder resolving
+    to its repository) if ``grant`` allows ``repo:<repo_id>``, indexed or not; nothing of the
+    index is read. Synchronous (git): call it off the event loop. Raises
+    :class:`RepositoryHidden`."""
     from tasks.repo.git_repository import GitRepository
 
     if "\0" in repo:

@@ -20,13 +20,11 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-import tornado.httputil
 import tornado.web
 from tornado.log import access_log
 
 from config import Settings
-from config.errors import TokenError
-from server.auth import token_secret, verify_token
+from server.auth import token_secret
 from server.handlers import (
     STATIC_DIR,
     CacheStatsHandler,
@@ -38,7 +36,6 @@ from server.handlers import (
     ReadyHandler,
     RelatedHandler,
     SearchHandler,
-    request_token,
 )
 from server.hub import Hub
 from server.metrics import ServerMetrics
@@ -102,15 +99,6 @@ class ServerContext:
             self.metrics.connections.dec()
         if not self.sessions:
             self._emptied.set()
-
-    def authorized(self, request: tornado.httputil.HTTPServerRequest) -> bool:
-        """Whether the request carries a valid token (``?token=`` or ``Authorization:
-        Bearer``); what it grants is :mod:`server.access`'s question."""
-        try:
-            verify_token(self.secret, request_token(request))
-        except TokenError:
-            return False
-        return True
 
 
 class RealtimeApp(tornado.web.Application):

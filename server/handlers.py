@@ -40,7 +40,7 @@ from config.errors import (
     TokenError,
     TransportClosed,
 )
-from server.access import grants_any_repository, readable_repository
+from server.access import granted_root, grants_any_repository
 from server.auth import Grant, verify_token
 from server.ratelimit import retry_after_s, token_key
 from server.session import Session
@@ -342,11 +342,12 @@ def _on_readable(
     work: Callable[[Services, str], list[dict[str, Any]]],
 ) -> list[dict[str, Any]]:
     """``work`` on the server's services and the root of ``repo``, if ``grant`` may read it
-    (LanceDB and the embedder load on first use)."""
+    (LanceDB and the embedder load on first use; a repository never indexed raises the
+    work's :class:`RepositoryError`, which the caller answers as it answers the rest)."""
     from tasks.services import services_for
 
-    svc = services_for(settings)
-    return work(svc, readable_repository(svc, grant, repo))
+    root = granted_root(grant, repo)
+    return work(services_for(settings), root)
 
 
 def _search(svc: Services, root: str, *, query: str, limit: int) -> list[dict[str, Any]]:

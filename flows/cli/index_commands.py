@@ -71,8 +71,7 @@ def run_index(args: argparse.Namespace, settings: Settings) -> int:
     from flows.cli.prefect_api import start_prefect_api
     from flows.service import operations
 
-    request = _index_request(args)
-    root = operations.index_target(settings, cwd=request["cwd"], path=args.path, branch=args.branch)
+    root = operations.index_target(settings, cwd=os.getcwd(), path=args.path, branch=args.branch)
     api = start_prefect_api(settings)  # starts while the backends are checked
     operations.check_backends(settings, args.embedder, args.store)
     trace_id = uuid.uuid4().hex

@@ -13,6 +13,7 @@ operations, served two ways.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 from collections.abc import AsyncIterator
@@ -124,8 +125,6 @@ def build_server(backend: Backend) -> MCPServer:
         """Run a Python program in a disposable sandbox (no network, read-only system,
         memory, CPU and process limits). Returns status (ok, error, blocked, timeout, oom,
         output_limit), exit_code, stdout, stderr and duration_s."""
-        import base64
-
         body = {"code_b64": base64.b64encode(code.encode()).decode(), "timeout_s": timeout_s}
         result: dict[str, Any] = await backend.call("sandbox", body)
         return result
@@ -155,7 +154,7 @@ class RunnerBackend:
         self.runner = runner
 
     async def call(self, op: str, body: dict[str, Any]) -> Any:
-        from flows.service.access import authorize_operation
+        from flows.service.access import authorize_operation, hidden
 
         try:
             request = await anyio.to_thread.run_sync(
@@ -163,7 +162,7 @@ class RunnerBackend:
             )
             result, _ = await self.runner.run(op, request, _ignore)
         except CodeflowError as exc:
-            raise ToolError(str(exc)) from None
+            raise ToolError(str(hidden(op, body, exc))) from None
         return result
 
 

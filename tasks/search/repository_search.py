@@ -27,26 +27,32 @@ MAX_LIMIT = 1000
 
 def indexed_manifest(svc: Services, path: str) -> tuple[IndexManifest, str]:
     """The committed manifest of the branch checked out at ``path``, and its namespace."""
-    with GitRepository.open(path) as repo:
-        repo_id, label = repo.repo_id, repo.branch_label()
+    repo_id, label = _checked_out(path)
     manifest = svc.manifests.load(repo_id, label)
     if manifest is None or manifest.commit is None:
-        raise RepositoryError(
-            f"{path} (branch {label}) is not indexed yet; run: codeflow index {path}"
-        )
+        raise _not_indexed(path, label)
     return manifest, namespace_for(repo_id, label)
 
 
 def indexed_namespace(svc: Services, path: str) -> str:
     """The index namespace of the branch checked out at ``path``, if it has been indexed
     (what a search needs, without reading the whole manifest)."""
-    with GitRepository.open(path) as repo:
-        repo_id, label = repo.repo_id, repo.branch_label()
+    repo_id, label = _checked_out(path)
     if svc.manifests.committed(repo_id, label) is None:
-        raise RepositoryError(
-            f"{path} (branch {label}) is not indexed yet; run: codeflow index {path}"
-        )
+        raise _not_indexed(path, label)
     return namespace_for(repo_id, label)
+
+
+def _checked_out(path: str) -> tuple[str, str]:
+    """The repository ID and branch label of the work tree at ``path``."""
+    with GitRepository.open(path) as repo:
+        return repo.repo_id, repo.branch_label()
+
+
+def _not_indexed(path: str, label: str) -> RepositoryError:
+    return RepositoryError(
+        f"{path} (branch {label}) is not indexed yet; run: codeflow index {path}"
+    )
 
 
 def search_repository(
