@@ -1,30 +1,37 @@
-# The codeflow image: the Prefect worker and the realtime server run from it (docker-compose.yml).
-#   docker build -t codeflow:latest .
-# Flows run in the worker's container from /app, the path `prefect deploy` records when run
-# from /app (the `deploy` service in docker-compose.yml does that).
-FROM python:3.11-slim-bookworm
+# The codeflow image: Redis, the Prefect server, workers, the S3 server of the stack and
+# `codeflow serve` all run from it (docker-compose.yml). Built offline by scripts/build-images,
+# on the Debian base that script imports and the wheels it collects (no registry, no index).
+ARG BASE=codeflow-base:latest
+FROM ${BASE}
 
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends git ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
+# Dependencies first: this layer is reused until the wheelhouse changes. The wheels come over
+# HTTP from the building machine (build-images serves them), so they are not a layer too.
+ARG WHEELS_URL
+ARG WHEELS_DIGEST
+RUN echo "wheelhouse $WHEELS_DIGEST" && python3 -m venv /opt/codeflow \
+    && /opt/codeflow/bin/pip install --quiet --no-index --find-links "$WHEELS_URL" \
+       -r "$WHEELS_URL/requirements.txt" \
+    && { /opt/codeflow/bin/python -m compileall -q -j 0 /opt/codeflow >/dev/null 2>&1 || true; }
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md prefect.yaml ./
 COPY config ./config
-COPY flows ./flows
 COPY tasks ./tasks
 COPY server ./server
-COPY prefect.yaml ./
-RUN pip install --no-cache-dir . prefect-dask cronsim \
-    && useradd --create-home --uid 10001 codeflow \
-    && mkdir -p /data && chown codeflow /data
+COPY flows ./flows
+RUN printf '#!/opt/codeflow/bin/python\nfrom flows.cli.commands import main\nraise SystemExit(main())\n' \
+      > /opt/codeflow/bin/codeflow \
+    && chmod 755 /opt/codeflow/bin/codeflow \
+    && /opt/codeflow/bin/python -m compileall -q /app >/dev/null
 
-USER codeflow
-ENV CODEFLOW_HOME=/data \
+USER 10001:10001
+ENV PYTHONPATH=/app \
+    CODEFLOW_HOME=/data \
     PREFECT_HOME=/data/prefect \
     DO_NOT_TRACK=1 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     PREFECT_LOGGING_SETTINGS_PATH=/app/config/logging.yml \
     PREFECT_LOGGING_EXTRA_LOGGERS=tasks,flows \
     PYTHONUNBUFFERED=1
+ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["codeflow", "--help"]
