@@ -37,6 +37,11 @@ MAX_NAMESPACES = 200
 #: database 0 only: there they live under :data:`RESULTS_PREFIX` instead.
 RESULTS_DB = 1
 RESULTS_PREFIX = "codeflow:results:"
+#: What building a cluster client raises when no node answers with the slot map.
+_CLUSTER_UNREACHABLE: tuple[type[Exception], ...] = (
+    *OUTAGE_ERRORS,
+    redis.exceptions.RedisClusterException,
+)
 
 
 def redis_url_for(settings: Settings, db: int = 0) -> str:
@@ -81,7 +86,7 @@ def _cluster(url: str, options: dict[str, Any]) -> RedisCluster:
     plain = split_master(url)[0]
     try:
         return RedisCluster.from_url(urlunsplit(urlsplit(plain)._replace(path="")), **options)
-    except (*OUTAGE_ERRORS, redis.exceptions.RedisClusterException) as exc:
+    except _CLUSTER_UNREACHABLE as exc:
         raise RedisUnavailable(
             f"cannot reach the Redis Cluster at {where(url)} ({exc}); start it or fix REDIS_URL"
         ) from exc
@@ -90,6 +95,7 @@ def _cluster(url: str, options: dict[str, Any]) -> RedisCluster:
 def _sentinel_master(url: str, master: str, options: dict[str, Any]) -> redis.Redis:
     """The client of the master a Sentinel names; it follows a failover by itself."""
     given = connection_options(url)
+    given.pop("connection_class")  # the Sentinel's pool brings its own
     timeouts = {k: options[k] for k in ("socket_timeout", "socket_connect_timeout")}
     sentinel = Sentinel([(given.pop("host"), given.pop("port"))], sentinel_kwargs=timeouts)
     client: redis.Redis = sentinel.master_for(master, **given, **options)

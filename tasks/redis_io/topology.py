@@ -25,7 +25,6 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
-from redis.connection import parse_url
 
 from config.errors import RedisUnavailable, SettingsError
 from tasks.redis_io.outage import OUTAGE_ERRORS
@@ -73,8 +72,10 @@ def split_master(url: str) -> tuple[str, str | None]:
 
 
 def connection_options(url: str) -> dict[str, Any]:
-    """redis-py's connection options of ``url`` (host, port or path, credentials, db)."""
-    return dict(parse_url(split_master(url)[0]))
+    """redis-py's connection options of ``url`` (host, port or path, credentials, db, and
+    the ``connection_class``: TCP, TLS or Unix socket)."""
+    pool = redis.ConnectionPool.from_url(split_master(url)[0])
+    return {**pool.connection_kwargs, "connection_class": pool.connection_class}
 
 
 def where(url: str) -> str:
@@ -129,7 +130,8 @@ def _require_cluster_ok(probe: redis.Redis, url: str) -> None:
 
 
 def _master_name(probe: redis.Redis, url: str) -> str:
-    names = sorted(_text(name) for name in probe.sentinel_masters())
+    masters: Any = probe.sentinel_masters()
+    names = sorted(_text(name) for name in masters)
     chosen = split_master(url)[1]
     if chosen is not None and chosen in names:
         return chosen
