@@ -154,7 +154,8 @@ class RedisCache:
     def _mset_expiring(self, names: list[str], values: list[bytes]) -> list[Any]:
         pipe = self.client.pipeline(transaction=True)
         # MSET as a raw command: a cluster's pipeline refuses .mset(), though one slot is fine
-        pipe.execute_command("MSET", *itertools.chain.from_iterable(zip(names, values)))
+        pairs = itertools.chain.from_iterable(zip(names, values, strict=True))
+        pipe.execute_command("MSET", *pairs)
         self._expire_many(keys=names, args=[self.prefix, self.ttl_s], client=pipe)
         return pipe.execute()
 

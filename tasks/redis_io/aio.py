@@ -69,7 +69,15 @@ def pooled_client(url: str, timeout_s: float) -> Client:
 
 def stream_reader(url: str, timeout_s: float) -> Client:
     """A client of its own for blocking reads of the event stream."""
-    options: dict[str, Any] = {"socket_timeout": READER_TIMEOUT_S, "socket_connect_timeout": timeout_s}
+    return _client(url, {"socket_timeout": READER_TIMEOUT_S, "socket_connect_timeout": timeout_s})
+
+
+def connect(url: str, timeout_s: float) -> Client:
+    """A client over a pool of its own (prefect-redis's locks use one)."""
+    return _client(url, {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s})
+
+
+def _client(url: str, options: dict[str, Any]) -> Client:
     topology = topology_of(url)
     if topology.kind == "cluster":
         return _cluster(url, options)
