@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import redis
 
@@ -73,7 +74,7 @@ class _Servers:
             process.wait()
         self.processes.clear()
 
-    def __enter__(self) -> _Servers:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
