@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis
 
@@ -67,8 +67,11 @@ def split_master(url: str) -> tuple[str, str | None]:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     master = next((value for name, value in query if name == MASTER_OPTION), None)
+    if master is None:
+        return url, None
     rest = urlencode([(name, value) for name, value in query if name != MASTER_OPTION])
-    return urlunsplit(parts._replace(query=rest)), master
+    # built by hand: urlunsplit drops the "//" of a unix:// URL, which has no host
+    return f"{parts.scheme}://{parts.netloc}{parts.path}{'?' if rest else ''}{rest}", master
 
 
 def connection_options(url: str) -> dict[str, Any]:

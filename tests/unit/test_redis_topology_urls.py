@@ -15,6 +15,9 @@ def test_the_sentinel_master_option_is_taken_out_of_the_url() -> None:
     url = "redis://:pw@10.0.0.5:26379/0?sentinel_master=cache&socket_keepalive=true"
     assert split_master(url) == ("redis://:pw@10.0.0.5:26379/0?socket_keepalive=true", "cache")
     assert split_master("redis://h:1/0") == ("redis://h:1/0", None)
+    unix = "unix:///run/redis.sock?db=2"
+    assert split_master(unix) == (unix, None)
+    assert split_master(unix + "&sentinel_master=m") == (unix, "m")
 
 
 def test_results_keep_the_master_option_in_their_database() -> None:
