@@ -26,15 +26,12 @@ from tasks.events import EventLog
 from tasks.index.manifests import ManifestStore
 
 if TYPE_CHECKING:
-    import redis
-
     from tasks.cache.embedding_cache import EmbeddingCache
     from tasks.embedding import Embedder
     from tasks.embedding.cpu_workers import WorkerPool
     from tasks.sandbox import SandboxRuntime
     from tasks.vectors import IndexStore
 
-RESULTS_DB = 1  # Prefect task results get their own Redis database index
 # The embedding cache moves megabytes per call (8,192 vectors of 1 KB): on two busy cores a
 # healthy Redis can take longer than the short interactive timeout to answer one, and a
 # timeout would make the cache pass through, dropping vectors a later run needs. An outage
@@ -57,7 +54,8 @@ class Services:
     make_embedder: Callable[[], Embedder]
     make_store: Callable[[], IndexStore]
     make_sandbox: Callable[[], SandboxRuntime]
-    #: Where Prefect keeps task results (Redis database ``RESULTS_DB``); ``None``: nowhere.
+    #: Where Prefect keeps task results (:func:`~tasks.redis_io.connections.results_url_for`);
+    #: ``None``: nowhere.
     results_url: str | None = None
     _sandbox: SandboxRuntime | None = field(default=None, init=False, repr=False)
     _sandbox_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -170,13 +168,13 @@ def services_for(settings: Settings) -> Services:
     from tasks.backends import build_embedder, build_store
     from tasks.cache.redis_cache import RedisCache
     from tasks.events.bus import EventBus
-    from tasks.redis_io.connections import connect, redis_url_for, with_db
+    from tasks.redis_io.connections import SyncClient, connect, redis_url_for, results_url_for
 
     url = redis_url_for(settings)
     client = connect(url, timeout_s=settings.redis_timeout_s)
     bulk = connect(url, timeout_s=max(settings.redis_timeout_s, BULK_TIMEOUT_S))
 
-    def cache(name: str, on: redis.Redis) -> RedisCache:
+    def cache(name: str, on: SyncClient) -> RedisCache:
         return RedisCache(
             on,
             _namespace(settings, name),
@@ -194,7 +192,7 @@ def services_for(settings: Settings) -> Services:
         make_embedder=lambda: build_embedder(settings),
         make_store=lambda: build_store(settings),
         make_sandbox=lambda: _docker_sandbox(settings),
-        results_url=with_db(url, RESULTS_DB),
+        results_url=results_url_for(url),
     )
 
 

@@ -10,10 +10,9 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import redis
-
     from config import Settings
     from tasks.cache.invalidation import Invalidator
+    from tasks.redis_io.connections import SyncClient
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,21 +33,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     inv.set_defaults(handler=invalidate)
 
 
-def redis_client(settings: Settings) -> redis.Redis:
+def redis_client(settings: Settings) -> SyncClient:
     """A client for commands that read or change Redis directly (timeouts of 2 s at least)."""
     from tasks.redis_io.connections import connect, redis_url_for
 
     return connect(redis_url_for(settings), timeout_s=max(settings.redis_timeout_s, 2.0))
 
 
-def collect_stats(client: redis.Redis) -> dict[str, Any]:
-    from tasks.redis_io.connections import read_cache_stats
+def collect_stats(client: SyncClient) -> dict[str, Any]:
+    from tasks.redis_io.connections import read_cache_stats, server_size
 
-    info = client.info("memory")
-    return {
-        "namespaces": read_cache_stats(client),
-        "redis": {"keys": client.dbsize(), "used_memory": info["used_memory"]},
-    }
+    return {"namespaces": read_cache_stats(client), "redis": server_size(client)}
 
 
 def show_stats(args: argparse.Namespace, settings: Settings) -> int:

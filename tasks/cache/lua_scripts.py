@@ -88,8 +88,9 @@ redis.call('EXPIRE', stats, ttl)
 return #KEYS
 """
 
-# KEYS: none. ARGV: prefix, ttl, then generation names to bump ('t:<tag>' or 'd:<key>').
-# A dependency bump also unlinks the key itself.
+# KEYS: the namespace's statistics hash (a Redis Cluster routes the script to its slot, which
+# every key of the namespace shares). ARGV: prefix, ttl, then generation names to bump
+# ('t:<tag>' or 'd:<key>'). A dependency bump also unlinks the key itself.
 BUMP = """
 local prefix, ttl = ARGV[1], tonumber(ARGV[2])
 for i = 3, #ARGV do
@@ -100,7 +101,7 @@ for i = 3, #ARGV do
     redis.call('UNLINK', prefix .. 'k:' .. string.sub(name, 3))
   end
 end
-local stats = prefix .. 's'
+local stats = KEYS[1]
 redis.call('HINCRBY', stats, 'invalidations', #ARGV - 2)
 redis.call('EXPIRE', stats, ttl)
 return #ARGV - 2

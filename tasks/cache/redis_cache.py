@@ -14,15 +14,16 @@ by itself when Redis is back.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis
+from redis.exceptions import NoScriptError
 
 from tasks.cache import lua_scripts
 from tasks.redis_io.formats import (
@@ -38,6 +39,9 @@ from tasks.redis_io.formats import (
     validate_part,
 )
 from tasks.redis_io.outage import OUTAGE_ERRORS
+
+if TYPE_CHECKING:
+    from tasks.redis_io.connections import SyncClient
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,7 @@ class RedisCache:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: SyncClient,
         namespace: str,
         *,
         ttl_s: int,
@@ -140,9 +144,18 @@ class RedisCache:
             self.counters["sets"] += len(names)
 
     def _plain_transaction(self, names: list[str], values: list[bytes]) -> list[Any]:
-        """MSET, then a TTL on every key, in one transaction."""
+        """MSET, then a TTL on every key, in one transaction (one slot: the namespace's)."""
+        try:
+            return self._mset_expiring(names, values)
+        except NoScriptError:  # a cluster's pipeline does not load scripts by itself
+            self.client.script_load(lua_scripts.EXPIRE_MANY)
+            return self._mset_expiring(names, values)
+
+    def _mset_expiring(self, names: list[str], values: list[bytes]) -> list[Any]:
         pipe = self.client.pipeline(transaction=True)
-        pipe.mset(dict(zip(names, values, strict=True)))
+        # MSET as a raw command: a cluster's pipeline refuses .mset(), though one slot is fine
+        pairs = itertools.chain.from_iterable(zip(names, values, strict=True))
+        pipe.execute_command("MSET", *pairs)
         self._expire_many(keys=names, args=[self.prefix, self.ttl_s], client=pipe)
         return pipe.execute()
 
@@ -162,7 +175,8 @@ class RedisCache:
     def _bump_all(self, names: list[str]) -> int:
         if not names:
             return 0
-        done = self._guarded(lambda: self._bump(args=[self.prefix, self.ttl_s, *names]))
+        stats = [stats_key(self.namespace)]
+        done = self._guarded(lambda: self._bump(keys=stats, args=[self.prefix, self.ttl_s, *names]))
         return int(done or 0)
 
     # --- stampede protection ------------------------------------------------------------

@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
-
-import redis
+from typing import TYPE_CHECKING, Any
 
 from config.errors import RedisUnavailable
 from tasks.events.model import Event
 from tasks.redis_io.formats import STREAM, decode_entry, stream_fields
 from tasks.redis_io.outage import OUTAGE_ERRORS
+
+if TYPE_CHECKING:
+    from tasks.redis_io.connections import SyncClient
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ class EventBus:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: SyncClient,
         *,
         stream: str = STREAM,
         maxlen: int = 100_000,

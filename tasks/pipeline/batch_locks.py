@@ -16,6 +16,9 @@ same vectors and write them under the same IDs. Hence:
   (:mod:`tasks.cache.redis_cache`); Prefect itself treats an unreadable or unwritable cached result
   as a miss with a warning. Without this, Redis going away mid-run failed every batch
   after it with a page of tracebacks.
+- **Its clients are codeflow's** (:func:`~tasks.redis_io.connections.connect` and its asyncio
+  sibling), so the locks work on a Redis Cluster and through a Sentinel as the cache does.
+  Each lock is one key (``lock:<key>``): Redis's lock scripts stay within one slot.
 """
 
 from __future__ import annotations
@@ -26,10 +29,14 @@ from typing import Any
 
 from prefect_redis.locking import RedisLockManager
 
+from tasks.redis_io import aio
+from tasks.redis_io.connections import connect
 from tasks.redis_io.outage import OUTAGE_ERRORS
 
 LOCK_HOLD_S = 600.0  # a batch of 8,192 chunks embeds locally in ~1 s, via OpenAI in ~1 min
 LOCK_WAIT_S = 60.0  # how long a batch waits for another agent's lock before going on
+#: Lock calls are short, but a busy Redis must not turn a lock request into an outage.
+LOCK_TIMEOUT_S = 10.0
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +61,11 @@ class BatchLockManager(RedisLockManager):  # type: ignore[misc]  # prefect-redis
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._unlocked, self._outage, self._guard = set(), False, threading.Lock()
+
+    def _init_clients(self) -> None:
+        """prefect-redis builds plain clients from the URL; ours match the server's kind."""
+        self.client = connect(self.connection_url, timeout_s=LOCK_TIMEOUT_S)
+        self.async_client = aio.connect(self.connection_url, timeout_s=LOCK_TIMEOUT_S)
 
     def acquire_lock(
         self,

@@ -120,11 +120,15 @@ def drop_handoffs(names: list[str]) -> None:
 @functools.cache
 def cached_embed_batch(results_url: str, ttl_s: int) -> Any:
     """``embed_batch`` with its result cached in Redis and concurrent duplicates locked."""
-    from prefect_redis import RedisDatabase
+    from pydantic import SecretStr
 
     from tasks.pipeline.batch_locks import BatchLockManager
+    from tasks.pipeline.result_storage import RedisResults
+    from tasks.redis_io.connections import results_prefix_for
 
-    storage = RedisDatabase(connection_url=results_url, key_ttl=ttl_s)
+    prefix = results_prefix_for(results_url)
+    url = SecretStr(results_url)
+    storage = RedisResults(connection_url=url, key_prefix=prefix, key_ttl=ttl_s)
     storage.save(RESULTS_BLOCK, overwrite=True)  # saved, so results name it; passed as an
     # instance, so tasks don't read the block back from the Prefect API on every run
     # The keys hash embedder id, dimensions and text: hashing them, not the texts, is the

@@ -2,15 +2,23 @@
 outage turned into :class:`~config.errors.RedisUnavailable` here (the server catches that,
 never a Redis exception). The synchronous sibling is :mod:`~tasks.redis_io.connections`; both
 share :mod:`~tasks.redis_io.formats`.
+
+Like :func:`~tasks.redis_io.connections.connect`, the clients here match the server the URL
+names (:mod:`~tasks.redis_io.topology`): ``redis.asyncio.cluster.RedisCluster`` on a cluster
+node, the master's client on a Sentinel. The question is asked once, synchronously, when the
+server builds its clients.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel
 
 from config.errors import RedisUnavailable
 from tasks.redis_io.formats import (
@@ -23,6 +31,7 @@ from tasks.redis_io.formats import (
     stream_fields,
 )
 from tasks.redis_io.outage import OUTAGE_ERRORS
+from tasks.redis_io.topology import connection_options, split_master, topology_of
 
 T = TypeVar("T")
 #: The pool's size: a reconnect storm of thousands of replays queues for these connections
@@ -35,11 +44,19 @@ MAX_NAMESPACES = 200
 #: An outage, or ``wait_for``'s own timeout.
 _FAILURES: tuple[type[Exception], ...] = (*OUTAGE_ERRORS, TimeoutError)
 
-Client = aioredis.Redis
+#: An asyncio client: a plain Redis (a Sentinel's master is one too) or a Redis Cluster.
+Client: TypeAlias = aioredis.Redis | RedisCluster
 
 
 def pooled_client(url: str, timeout_s: float) -> Client:
-    """A client over a bounded pool that waits for a free connection."""
+    """A client over a bounded pool that waits for a free connection (on a cluster, at most
+    :data:`POOL_SIZE` connections per node)."""
+    options: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+    topology = topology_of(url)
+    if topology.kind == "cluster":
+        return _cluster(url, {**options, "max_connections": POOL_SIZE})
+    if topology.kind == "sentinel":
+        return _sentinel_master(url, str(topology.master), options)
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=POOL_SIZE,
@@ -52,9 +69,37 @@ def pooled_client(url: str, timeout_s: float) -> Client:
 
 def stream_reader(url: str, timeout_s: float) -> Client:
     """A client of its own for blocking reads of the event stream."""
-    return aioredis.Redis.from_url(
-        url, socket_timeout=READER_TIMEOUT_S, socket_connect_timeout=timeout_s
-    )
+    return _client(url, {"socket_timeout": READER_TIMEOUT_S, "socket_connect_timeout": timeout_s})
+
+
+def connect(url: str, timeout_s: float) -> Client:
+    """A client over a pool of its own (prefect-redis's locks use one)."""
+    return _client(url, {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s})
+
+
+def _client(url: str, options: dict[str, Any]) -> Client:
+    topology = topology_of(url)
+    if topology.kind == "cluster":
+        return _cluster(url, options)
+    if topology.kind == "sentinel":
+        return _sentinel_master(url, str(topology.master), options)
+    return aioredis.Redis.from_url(url, **options)
+
+
+def _cluster(url: str, options: dict[str, Any]) -> RedisCluster:
+    """A cluster client; it reads the slot map on its first command."""
+    node = urlunsplit(urlsplit(split_master(url)[0])._replace(path=""))
+    return RedisCluster.from_url(node, **options)
+
+
+def _sentinel_master(url: str, master: str, options: dict[str, Any]) -> aioredis.Redis:
+    """The client of the master a Sentinel names; it follows a failover by itself."""
+    given = connection_options(url)
+    given.pop("connection_class")  # the Sentinel's pool brings its own
+    timeouts = {"socket_timeout": options["socket_timeout"]}
+    sentinel = Sentinel([(given.pop("host"), given.pop("port"))], sentinel_kwargs=timeouts)
+    client: aioredis.Redis = sentinel.master_for(master, **given, **options)
+    return client
 
 
 async def guarded(call: Callable[[], Awaitable[T]], what: str, timeout_s: float | None = None) -> T:

@@ -15,9 +15,16 @@ import redis
 from config.errors import RedisUnavailable
 
 #: What a Redis call raises when the server cannot be reached or does not answer in time:
-#: redis-py's own errors, and ``OSError`` from the socket layer below them.
-OUTAGE_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
-_REDIS_OWN = (redis.ConnectionError, redis.TimeoutError)
+#: redis-py's own errors (a Redis Cluster's too: down, a slot no master serves, no node
+#: reachable), and ``OSError`` from the socket layer below them.
+_REDIS_OWN: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.RedisClusterUnreachableError,
+)
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (*_REDIS_OWN, OSError)
 
 
 def outage_cause(exc: BaseException | None) -> BaseException | None:
