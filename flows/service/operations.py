@@ -36,9 +36,9 @@ def resolve_repo(settings: Settings, repo: str, cwd: str) -> str:
     candidate = Path(cwd, Path(repo).expanduser())
     if candidate.exists():
         return str(candidate)
-    from tasks.repo.registry import Checkouts, Registry
+    from tasks.repo.registry import Checkouts, registry_for
 
-    entries = Registry(settings.home).find(repo)
+    entries = registry_for(settings).find(repo)
     if len(entries) == 1:
         return str(Checkouts(settings.home).work_tree(entries[0]))
     return str(candidate)
