@@ -27,6 +27,7 @@ import orjson
 
 _SEARCH_TAG = re.compile(r"search:([0-9a-f]{16})-.+")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_REPO_ID = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass
@@ -71,6 +72,16 @@ def repo_of_tag(tag: str) -> str | None:
     """
     found = _SEARCH_TAG.fullmatch(tag)
     return found.group(1) if found else None
+
+
+def is_repository_id(repo: str) -> bool:
+    """``repo`` names a repository by its ID (16 hex digits, what ``codeflow status --json``
+    prints as ``repo_id``) rather than by a path on this machine (an existing path wins).
+
+    >>> is_repository_id("0123456789abcdef"), is_repository_id("/src/app")
+    (True, False)
+    """
+    return _REPO_ID.fullmatch(repo) is not None and not os.path.exists(repo)
 
 
 def safe_name(name: str) -> str:
