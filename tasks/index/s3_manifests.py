@@ -1,9 +1,10 @@
 """Manifests and pending IDs as objects in the shared bucket, beside the LanceDB tables.
 
 Layout under ``<prefix>/_manifests/<store>/<repo_id>/``: ``<branch>.json`` (the committed
-manifest, replaced by one write) and ``<branch>.pending/<time>-<random>.ids`` (one object per
+manifest, replaced by one write) and ``<branch>~pending~<time>-<random>.ids`` (one object per
 write-ahead note: S3 has no append; :meth:`S3ManifestStore.save` removes them after the
-manifest is written). :meth:`S3ManifestStore.committed` costs one HEAD request while the
+manifest is written; ``~`` never occurs in a folder-safe branch name, so no branch's notes
+look like another's). :meth:`S3ManifestStore.committed` costs one HEAD request while the
 manifest is unchanged, as the local store's costs one ``stat``.
 """
 
@@ -19,7 +20,7 @@ import orjson
 from tasks.index.manifests import IndexManifest, parse_manifest, safe_name
 
 _MANIFEST = ".json"
-_PENDING = ".pending"
+_PENDING = "~pending~"
 
 
 class Objects(Protocol):
@@ -47,8 +48,15 @@ class S3ManifestStore:
     def key(self, repo_id: str, branch: str) -> str:
         return f"{self.base}/{safe_name(repo_id)}/{safe_name(branch)}{_MANIFEST}"
 
+    def folder(self, repo_id: str) -> str:
+        return f"{self.base}/{safe_name(repo_id)}/"
+
     def pending_prefix(self, repo_id: str, branch: str) -> str:
-        return f"{self.base}/{safe_name(repo_id)}/{safe_name(branch)}{_PENDING}"
+        return f"{self.folder(repo_id)}{safe_name(branch)}{_PENDING}"
+
+    def _pending_keys(self, repo_id: str, branch: str) -> list[str]:
+        prefix = self.pending_prefix(repo_id, branch)
+        return [k for k in self.objects.keys(self.folder(repo_id)) if k.startswith(prefix)]
 
     def load(self, repo_id: str, branch: str) -> IndexManifest | None:
         """The committed manifest, with IDs written since (``pending``) merged in."""
@@ -72,7 +80,7 @@ class S3ManifestStore:
         return known[1]
 
     def branches(self, repo_id: str) -> list[str]:
-        folder = f"{self.base}/{safe_name(repo_id)}/"
+        folder = self.folder(repo_id)
         names = (k[len(folder) :] for k in self.objects.keys(folder))
         return sorted(n.removesuffix(_MANIFEST) for n in names if _is_manifest(n))
 
@@ -90,11 +98,11 @@ class S3ManifestStore:
             return
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.ids"
         data = ("\n".join(ids) + "\n").encode("ascii", errors="ignore")
-        self.objects.put(f"{self.pending_prefix(repo_id, branch)}/{name}", data)
+        self.objects.put(self.pending_prefix(repo_id, branch) + name, data)
 
     def _pending(self, repo_id: str, branch: str) -> set[str]:
         found: set[str] = set()
-        for key in self.objects.keys(self.pending_prefix(repo_id, branch) + "/"):
+        for key in self._pending_keys(repo_id, branch):
             raw = self.objects.read(key) or b""
             found.update(raw.decode("ascii", errors="ignore").split())
         return found
@@ -103,9 +111,9 @@ class S3ManifestStore:
         """Replace the manifest (one write), then drop the pending notes it settles."""
         repo_id, branch = manifest.repo_id, manifest.branch
         self.objects.put(self.key(repo_id, branch), orjson.dumps(manifest))
-        self.objects.delete(self.objects.keys(self.pending_prefix(repo_id, branch) + "/"))
+        self.objects.delete(self._pending_keys(repo_id, branch))
 
 
 def _is_manifest(name: str) -> bool:
     """``name`` (relative to a repository's folder) is a manifest, not a pending note."""
-    return "/" not in name and name.endswith(_MANIFEST)
+    return "/" not in name and _PENDING not in name and name.endswith(_MANIFEST)
