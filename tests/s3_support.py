@@ -37,7 +37,7 @@ class Bucket:
             "AWS_REGION": REGION,
         }
 
-    def keys(self, *, markers: bool = False) -> list[str]:
+    def objects(self, *, markers: bool = False) -> list[str]:
         """Every object key in the bucket (without pyarrow's empty ``folder/`` markers)."""
         pages = client(self.endpoint).get_paginator("list_objects_v2").paginate(Bucket=self.name)
         found = [item["Key"] for page in pages for item in page.get("Contents", [])]

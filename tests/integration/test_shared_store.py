@@ -60,7 +60,7 @@ def test_every_store_operation_works_on_s3(bucket: Bucket, embedder: LocalEmbedd
     found = hybrid_search("fibonacci", store=reader, embedder=embedder, namespace=NS, limit=3)
     assert found[0].symbol == "fibonacci"
     writer.drop(NS)
-    assert writer.count(NS) == 0 and not [k for k in bucket.keys() if ".lance/" in k]
+    assert writer.count(NS) == 0 and not [k for k in bucket.objects() if ".lance/" in k]
 
 
 def test_a_later_write_reaches_a_long_lived_reader(bucket: Bucket, embedder: LocalEmbedder) -> None:
@@ -121,7 +121,7 @@ def test_manifests_and_pending_ids_live_in_the_bucket(bucket: Bucket, tmp_path: 
     assert store.branches(rid) == ["feature_x", "main"]
     assert sorted(m.branch for m in store.all()) == ["feature/x", "main"]
     prefix = f"codeflow/{MANIFESTS}/lancedb/{rid}/"
-    assert sorted(bucket.keys()) == [prefix + "feature_x.json", prefix + "main.json"]
+    assert sorted(bucket.objects()) == [prefix + "feature_x.json", prefix + "main.json"]
     assert not any(tmp_path.iterdir())
 
 
@@ -133,7 +133,7 @@ def test_the_registry_lives_in_the_bucket(bucket: Bucket, tmp_path: Path) -> Non
     assert [e.name for e in registry.entries()] == [added.name] == ["app"]
     registry.record("app", at=5.0, commit="f" * 40)
     assert registry_for(settings).find("app")[0].last_commit == "f" * 40
-    assert f"codeflow/{REGISTRY}" in bucket.keys()
+    assert f"codeflow/{REGISTRY}" in bucket.objects()
     assert not (tmp_path / "b" / "registry.json").exists()
     registry.remove("app")
     assert registry_for(settings).entries() == []
