@@ -80,6 +80,6 @@ def bucket(s3_endpoint: str) -> Iterator[Bucket]:
     s3 = client(s3_endpoint)
     s3.create_bucket(Bucket=made.name)
     yield made
-    for key in made.keys(markers=True):
+    for key in made.objects(markers=True):
         s3.delete_object(Bucket=made.name, Key=key)
     s3.delete_bucket(Bucket=made.name)

@@ -51,6 +51,7 @@ def test_every_store_operation_works_on_s3(bucket: Bucket, embedder: LocalEmbedd
     assert reader.ids(NS) == {c.id for c in chunks[20:]} | {c.id for c in snippets()}
     writer.optimize(NS)
     table = writer._open(NS)
+    assert table is not None
     assert table.index_stats("tokens_idx").num_unindexed_rows == 0
     assert table.stats()["fragment_stats"]["num_fragments"] < 4  # compacted
     assert reader.text_search(NS, code_tokens("serve forever"), 3)[0].path == "app/server.py"
