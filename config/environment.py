@@ -18,6 +18,7 @@ PREFIX = "CODEFLOW_"
 SEED_VARIABLES = frozenset({
     "REDIS_URL", "OPENAI_API_KEY", "PINECONE_API_KEY", "CORS_ORIGIN", "WEBSOCKET_PORT",
     "CACHE_TTL_DAYS", "SANDBOX_TIMEOUT_MS", "SANDBOX_RUNTIME",
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
 })  # fmt: skip
 #: Variables a service sets for itself or that only the client reads: not part of the digest.
 CLIENT_ONLY = frozenset({

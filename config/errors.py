@@ -17,6 +17,8 @@
     ├── EmbedderError        the embedding backend failed after its retries (``model``)
     ├── VectorStoreError     the vector store failed or disagrees with the embedder
     │                        (``namespace``)
+    ├── StorageError         the shared object store (CODEFLOW_STORE_URI) cannot be used:
+    │                        no bucket, refused credentials, unreachable (``uri``)
     ├── SandboxError         the sandbox infrastructure failed (``container_id``, ``run_id``)
     │   ├── DockerUnavailable    the engine cannot be reached
     │   ├── ImageMissing         the sandbox image is not built
@@ -138,6 +140,14 @@ class VectorStoreError(CodeflowError):
     def __init__(self, message: str, *, namespace: str | None = None) -> None:
         super().__init__(message)
         self.namespace = namespace
+
+
+class StorageError(CodeflowError):
+    """The shared object store failed; the message says which setting to check."""
+
+    def __init__(self, message: str, *, uri: str | None = None) -> None:
+        super().__init__(message)
+        self.uri = uri
 
 
 class SandboxError(CodeflowError):

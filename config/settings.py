@@ -21,7 +21,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
-from config.errors import SettingsError
+from config.errors import ConfigError, SettingsError
+from config.storage import StoreLocation
 
 
 class Settings(BaseSettings):
@@ -89,6 +90,16 @@ class Settings(BaseSettings):
     dask_address: str | None = None  # a running scheduler (tcp://host:8786); else a LocalCluster
     dask_workers: int = Field(2, ge=1, le=256)  # workers of that temporary LocalCluster
 
+    # --- shared object storage (docs/indexing-and-search.md, "Shared storage (S3)") ---
+    #: Where the LanceDB tables live: a folder, or ``s3://BUCKET/PREFIX`` (then the manifests
+    #: and the registry live beside them). None: ``<home>/lancedb``.
+    store_uri: str | None = None
+    s3_endpoint: str | None = None  # an S3-compatible server (http://minio:9000); None: AWS
+    aws_access_key_id: SecretStr | None = Field(None, validation_alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(None, validation_alias="AWS_SECRET_ACCESS_KEY")
+    aws_session_token: SecretStr | None = Field(None, validation_alias="AWS_SESSION_TOKEN")
+    aws_region: str | None = Field(None, validation_alias="AWS_REGION")
+
     # --- the on-demand local service (flows/service) ---
     #: ``auto``: index, search, related, status and sandbox run go to the local service
     #: (started on first use); ``off``: every command runs in its own process.
@@ -116,6 +127,42 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("a URL starting with redis://, rediss:// or unix://")
         return value
+
+    @field_validator("store_uri", mode="after")
+    @classmethod
+    def _check_store_uri(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if "://" not in value:
+            return str(Path(value).expanduser().absolute())
+        try:
+            StoreLocation.parse(value)
+        except ConfigError:
+            raise ValueError("s3://BUCKET[/PREFIX] or a folder") from None
+        return value.rstrip("/")
+
+    @field_validator("s3_endpoint", mode="after")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")) or "@" in value:
+            raise ValueError("a URL starting with http:// or https://, without credentials")
+        return value.rstrip("/")
+
+    @property
+    def shared_store(self) -> StoreLocation | None:
+        """The object store of ``CODEFLOW_STORE_URI`` (None: a folder on this machine)."""
+        if self.store_uri is None or not self.store_uri.startswith("s3://"):
+            return None
+        return StoreLocation.parse(
+            self.store_uri,
+            endpoint=self.s3_endpoint,
+            region=self.aws_region,
+            access_key_id=self.aws_access_key_id,
+            secret_access_key=self.aws_secret_access_key,
+            session_token=self.aws_session_token,
+        )
 
     @property
     def cache_ttl_seconds(self) -> int:
@@ -202,5 +249,6 @@ def _describe(exc: ValidationError) -> str:
     template = _EXPECTED.get(error["type"])
     ctx = error.get("ctx", {})
     expected = template.format(**ctx) if template else str(ctx.get("error", error["msg"]))
-    shown = "(hidden)" if "KEY" in name or "SECRET" in name else repr(error.get("input"))
+    hidden = any(word in name for word in ("KEY", "SECRET", "TOKEN"))
+    shown = "(hidden)" if hidden else repr(error.get("input"))
     return f"{name}: expected {expected}, got {shown}"

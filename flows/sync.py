@@ -29,7 +29,14 @@ from config import Settings, load_settings
 from config.errors import SyncFailed
 from flows.vectorize import vectorize_repository
 from tasks.pipeline.hooks import FLOW_HOOKS, TASK_HOOKS
-from tasks.repo.registry import Checkouts, RegisteredRepo, Registry, default_name, is_due
+from tasks.repo.registry import (
+    Checkouts,
+    RegisteredRepo,
+    Registry,
+    default_name,
+    is_due,
+    registry_for,
+)
 from tasks.repo.source_params import Source, check_branch, check_names, parse_source
 
 _FAILURE_PREFIXES = ("Flow run encountered an exception: ", "Task run encountered an exception: ")
@@ -89,7 +96,7 @@ def vectorize_source(source: str, branch: str | None = None, full: bool = False)
 def _work_tree(settings: Settings, target: Source, branch: str | None) -> str:
     if not target.is_url:
         return target.value
-    known = [e for e in Registry(settings.home).find(target.value) if e.branch == branch]
+    known = [e for e in registry_for(settings).find(target.value) if e.branch == branch]
     name = known[0].name if known else default_name(target, branch)
     return checkout_repository(settings, target.value, name, branch)
 
@@ -103,7 +110,7 @@ def sync_repositories(names: list[str] | None = None, force: bool = False) -> di
         force: Sync every chosen repository even if its own schedule says it is not due.
     """
     settings = load_settings()
-    registry = Registry(settings.home)
+    registry = registry_for(settings)
     entries = registry.entries()
     wanted = check_names(names, [e.name for e in entries])
     now = time.time()

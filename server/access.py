@@ -22,6 +22,11 @@ git), then does its work on that root, and answers any :class:`RepositoryError` 
 
     root = granted_root(grant, repo)   # or RepositoryHidden
 
+A repository ID (16 hex digits, no such path here) names a repository without a checkout on
+this machine: a server reading a shared store (``CODEFLOW_STORE_URI=s3://...``) answers for
+repositories any worker indexed. Its grant is checked on the ID itself, before anything is
+read, and :func:`granted_root` returns the ID for the work to resolve through the manifests.
+
 So one error hides why: a missing path, a folder outside any repository, a repository never
 indexed and one the token does not grant all answer with the same message, and a caller
 cannot probe the machine's folders with it. (An answer's timing still differs; the grant is
@@ -72,12 +77,17 @@ def require_grant(grant: Grant, room: str) -> None:
 def granted_root(grant: Grant, repo: str) -> str:
     """The root of the work tree at ``repo`` (a path on this machine, a sub-folder resolving
     to its repository) if ``grant`` allows ``repo:<repo_id>``, indexed or not; nothing of the
-    index is read. Synchronous (git): call it off the event loop. Raises
-    :class:`RepositoryHidden`."""
+    index is read. A repository ID comes back as it is, if granted. Synchronous (git): call
+    it off the event loop. Raises :class:`RepositoryHidden`."""
+    from tasks.index.manifests import is_repository_id
     from tasks.repo.git_repository import GitRepository
 
     if "\0" in repo:
         raise RepositoryHidden(repo)
+    if is_repository_id(repo):
+        if not grant.allows(repository_room(repo)):
+            raise RepositoryHidden(repo)
+        return repo
     try:
         with GitRepository.open(repo) as opened:
             root, room = str(opened.root), repository_room(opened.repo_id)

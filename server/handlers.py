@@ -7,7 +7,8 @@
 /metrics           Prometheus text
 /api/cache-stats   cache hit/miss counters per namespace (any valid token)
 /api/history       the last day's runs and index runs (any valid token)
-/api/search        hybrid search of an indexed repository (a ``repo:<id>`` grant)
+/api/search        hybrid search of an indexed repository (a ``repo:<id>`` grant), named by
+                   its path on this machine or by its repository ID (a shared store)
 /api/related       the code related to a place in a file (a ``repo:<id>`` grant)
 
 Every ``/api/`` request needs a valid token (else 401) within its rate limit (else 429 with
@@ -265,10 +266,13 @@ class HistoryHandler(ApiHandler):
 
 
 class SearchHandler(ApiHandler):
-    """``GET /api/search?q=QUERY&repo=PATH[&limit=K]`` (a ``repo:<id>`` grant): ``{"query",
-    "repo", "results"}``, where ``results`` is what ``codeflow search QUERY --repo PATH
-    --json`` prints. ``repo`` is the path of an indexed work tree on the server's machine.
-    Searches run one at a time on a thread of their own, so the event loop never waits."""
+    """``GET /api/search?q=QUERY&repo=PATH|ID[&branch=B][&limit=K]`` (a ``repo:<id>``
+    grant): ``{"query", "repo", "results"}``, where ``results`` is what ``codeflow search
+    QUERY --repo PATH --json`` prints. ``repo`` is the path of an indexed work tree on the
+    server's machine, or a repository ID (``codeflow status --json`` prints it) resolved
+    through the manifests, for a server without a checkout; ``branch`` picks one of its
+    indexed branches (needed only when several are). Searches run one at a time on a thread
+    of their own, so the event loop never waits."""
 
     def refusal(self) -> str | None:
         """A token opening no repository at all is refused before any path is looked at."""
@@ -282,7 +286,8 @@ class SearchHandler(ApiHandler):
         if not repo or not limit.isdigit():
             self.write_json(400, {"error": "repo=PATH is required and limit must be a number"})
             return
-        work = functools.partial(_search, query=query, limit=int(limit))
+        branch = self.get_query_argument("branch", "") or None
+        work = functools.partial(_search, query=query, limit=int(limit), branch=branch)
         results = await self.run_search(repo, work)
         if results is not None:
             self.write_json(200, {"query": query, "repo": repo, "results": results})
@@ -310,7 +315,8 @@ class SearchHandler(ApiHandler):
 
 
 class RelatedHandler(SearchHandler):
-    """``GET /api/related?repo=PATH&file=FILE&line=N[&limit=K]`` (a ``repo:<id>`` grant):
+    """``GET /api/related?repo=PATH|ID&file=FILE&line=N[&branch=B][&limit=K]`` (a
+    ``repo:<id>`` grant):
     ``{"repo", "file", "line", "results"}``, where ``results`` is what ``codeflow related
     FILE:LINE --repo PATH --json`` prints (``file`` is repo-relative)."""
 
@@ -320,7 +326,10 @@ class RelatedHandler(SearchHandler):
         if not repo or not file or not line.isdigit() or not limit.isdigit():
             self.write_json(400, {"error": "repo, file and a numeric line are required"})
             return
-        work = functools.partial(_related, file=file, line=int(line), limit=int(limit))
+        branch = self.get_query_argument("branch", "") or None
+        work = functools.partial(
+            _related, file=file, line=int(line), limit=int(limit), branch=branch
+        )
         results = await self.run_search(repo, work)
         if results is not None:
             body = {"repo": repo, "file": file, "line": int(line), "results": results}
@@ -350,13 +359,17 @@ def _on_readable(
     return work(services_for(settings), root)
 
 
-def _search(svc: Services, root: str, *, query: str, limit: int) -> list[dict[str, Any]]:
+def _search(
+    svc: Services, root: str, *, query: str, limit: int, branch: str | None
+) -> list[dict[str, Any]]:
     from tasks.search.repository_search import search_repository
 
-    return search_repository(svc, root, query, limit)
+    return search_repository(svc, root, query, limit, branch)
 
 
-def _related(svc: Services, root: str, *, file: str, line: int, limit: int) -> list[dict[str, Any]]:
+def _related(
+    svc: Services, root: str, *, file: str, line: int, limit: int, branch: str | None
+) -> list[dict[str, Any]]:
     from tasks.search.related import related_code
 
-    return related_code(svc, root, file, line, limit)
+    return related_code(svc, root, file, line, limit, branch=branch)

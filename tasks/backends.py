@@ -9,10 +9,12 @@ libraries are imported only when chosen.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config import Settings
 from config.errors import ConfigError
+from config.storage import PINECONE_CATALOG, StoreLocation, lancedb_location
 
 if TYPE_CHECKING:
     from tasks.embedding import Embedder
@@ -62,17 +64,37 @@ def build_store(settings: Settings) -> IndexStore:
         store = PineconeStore(
             api_key=key.get_secret_value() if key else "",
             dimensions=dimensions,
-            catalog_dir=settings.pinecone_catalog or settings.home / "pinecone-catalog",
+            catalog_dir=settings.pinecone_catalog or _catalog_dir(settings),
             index_name=settings.pinecone_index,
             host=settings.pinecone_host,
             controller_host=settings.pinecone_controller_host,
             timeout_s=settings.pinecone_timeout_s,
+            catalog_shared=settings.shared_store,
         )
         store.check()
         return store
     from tasks.vectors.lance_store import LanceStore
 
-    return LanceStore(settings.home / "lancedb", dimensions)
+    location = lancedb_location(settings.store_uri, settings.home)
+    return LanceStore(location, dimensions, shared=_checked_store(settings))
+
+
+def _checked_store(settings: Settings) -> StoreLocation | None:
+    """The shared object store, after one request proves bucket, credentials and endpoint
+    (None: the tables are in a folder)."""
+    shared = settings.shared_store
+    if shared is not None:
+        from tasks.objects.s3_objects import S3Objects
+
+        S3Objects(shared).check()
+    return shared
+
+
+def _catalog_dir(settings: Settings) -> str | Path:
+    """A Pinecone store's chunk catalog: beside the manifests in the shared bucket, else
+    under the home."""
+    shared = settings.shared_store
+    return shared.child(PINECONE_CATALOG) if shared else settings.home / "pinecone-catalog"
 
 
 def check_backends(rt: Services) -> None:

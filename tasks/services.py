@@ -23,7 +23,7 @@ from config import Settings
 from config.errors import SandboxError
 from tasks.cache import SANDBOX_NAMESPACE, SEARCH_NAMESPACE, Cache
 from tasks.events import EventLog
-from tasks.index.manifests import ManifestStore
+from tasks.index.manifests import ManifestStorage, ManifestStore
 
 if TYPE_CHECKING:
     from tasks.cache.embedding_cache import EmbeddingCache
@@ -50,7 +50,7 @@ class Services:
     search_cache: Cache
     sandbox_cache: Cache
     embedding_store: Cache
-    manifests: ManifestStore
+    manifests: ManifestStorage
     make_embedder: Callable[[], Embedder]
     make_store: Callable[[], IndexStore]
     make_sandbox: Callable[[], SandboxRuntime]
@@ -249,6 +249,14 @@ def _namespace(settings: Settings, name: str) -> str:
     return f"{settings.tenant}.{name}" if settings.tenant else name
 
 
-def _manifests(settings: Settings, home: Path) -> ManifestStore:
-    # One set of manifests per kind of vector store: each holds its own vectors.
-    return ManifestStore(home / "manifests" / settings.store)
+def _manifests(settings: Settings, home: Path) -> ManifestStorage:
+    """One set of manifests per kind of vector store (each holds its own vectors): under
+    ``home``, or beside the tables in the shared bucket."""
+    shared = settings.shared_store
+    if shared is None:
+        return ManifestStore(home / "manifests" / settings.store)
+    from config.storage import MANIFESTS
+    from tasks.index.s3_manifests import S3ManifestStore
+    from tasks.objects.s3_objects import S3Objects
+
+    return S3ManifestStore(S3Objects(shared), shared.key(MANIFESTS, settings.store))

@@ -16,7 +16,7 @@ import websockets.sync.connection
 from tests.redis_support import RedisProcess
 
 # Fixtures that skip (or, where CI requires them, fail) without their part of the machine.
-pytest_plugins = ["tests.integration.browser_fixtures"]
+pytest_plugins = ["tests.integration.browser_fixtures", "tests.s3_support"]
 
 # Prefect's telemetry logs network errors (and "database is locked") without these.
 os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -33,7 +33,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     index.set_defaults(handler=run_index, remote=remote_index)
     search = commands.add_parser("search", help="hybrid code search over an indexed repository")
     search.add_argument("query")
-    search.add_argument("--repo", required=True, help="path of the indexed repository")
+    search.add_argument(
+        "--repo", required=True, help="path, registered name or ID of the indexed repository"
+    )
+    search.add_argument("--branch", help="with a repository ID: which indexed branch")
     search.add_argument("--limit", type=int, default=10, help="results (default 10)")
     search.add_argument("--json", action="store_true", help="print a JSON array")
     _backend_options(search)
@@ -130,6 +133,8 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 
 def _search_request(args: argparse.Namespace) -> dict[str, Any]:
     body = {"cwd": os.getcwd(), "query": args.query, "repo": args.repo, "limit": args.limit}
+    if args.branch:
+        body["branch"] = args.branch
     return {**body, **_backends(args)}
 
 

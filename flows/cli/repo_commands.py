@@ -45,14 +45,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run_add(args: argparse.Namespace, settings: Settings) -> int:
     from tasks.repo.git_repository import GitRepository
-    from tasks.repo.registry import Registry
+    from tasks.repo.registry import registry_for
     from tasks.repo.source_params import Source, check_branch, check_cron, parse_source
 
     source = parse_source(args.source)
     if not source.is_url:
         with GitRepository.open(source.value) as repo:  # a clear error for a non-repository
             source = Source("path", str(repo.root))
-    entry = Registry(settings.home).add(
+    entry = registry_for(settings).add(
         source,
         branch=check_branch(args.branch),
         schedule=check_cron(args.schedule),
@@ -64,9 +64,9 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
-    from tasks.repo.registry import Registry
+    from tasks.repo.registry import registry_for
 
-    entries = Registry(settings.home).entries()
+    entries = registry_for(settings).entries()
     now = time.time()
     if args.json:
         print(json.dumps([_describe(settings, e, now) for e in entries]))
@@ -101,9 +101,9 @@ def _when(epoch: float) -> str:
 
 
 def run_remove(args: argparse.Namespace, settings: Settings) -> int:
-    from tasks.repo.registry import Checkouts, Registry
+    from tasks.repo.registry import Checkouts, registry_for
 
-    for entry in Registry(settings.home).remove(args.key):
+    for entry in registry_for(settings).remove(args.key):
         deleted = (
             entry.kind == "url"
             and not args.keep_clone
@@ -114,10 +114,10 @@ def run_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_sync(args: argparse.Namespace, settings: Settings) -> int:
-    from tasks.repo.registry import Registry
+    from tasks.repo.registry import registry_for
     from tasks.repo.source_params import check_names
 
-    known = [e.name for e in Registry(settings.home).entries()]
+    known = [e.name for e in registry_for(settings).entries()]
     check_names(args.names, known)  # a clear error before Prefect starts
     from flows.cli.prefect_api import start_prefect_api
 

@@ -64,10 +64,10 @@ def repo_id_for(key: str, settings: Settings) -> str:
     if _REPO_ID.fullmatch(key):
         return key
     from tasks.repo.git_repository import GitRepository
-    from tasks.repo.registry import Checkouts, Registry
+    from tasks.repo.registry import Checkouts, registry_for
 
     folder = Path(key)
-    for entry in Registry(settings.home).find(key):
+    for entry in registry_for(settings).find(key):
         folder = Checkouts(settings.home).work_tree(entry)
     try:
         with GitRepository.open(str(folder)) as repo:

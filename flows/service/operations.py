@@ -4,7 +4,8 @@ and the MCP tools. Each operation takes plain values and returns JSON-ready ones
 
 Paths in a request are relative to the caller's working directory (``cwd``), which the thin
 client sends along: the service's own working directory means nothing to the user. A
-repository may also be named by its registered name (``codeflow repo add``).
+repository may also be named by its registered name (``codeflow repo add``), or by its
+repository ID (read through the manifests: no checkout needed, e.g. on a shared store).
 
 ``index`` needs a Prefect API (the service's persistent one, or the temporary one the command
 line starts); the others never start a flow.
@@ -18,6 +19,7 @@ from typing import Any
 
 from config import Settings, with_backends
 from config.errors import ConfigError
+from tasks.index.manifests import is_repository_id
 from tasks.repo.git_repository import GitRepository
 from tasks.services import services_for
 
@@ -32,16 +34,17 @@ EXIT_NOT_OK = 3  # sandbox run: the program did not end with status ok
 
 def resolve_repo(settings: Settings, repo: str, cwd: str) -> str:
     """``repo`` as a path: a folder (absolute, ``~``, or relative to ``cwd``), else the work
-    tree of the registered repository of that name (else the path, for the caller's error)."""
+    tree of the registered repository of that name, else a repository ID as it is (else the
+    path, for the caller's error)."""
     candidate = Path(cwd, Path(repo).expanduser())
     if candidate.exists():
         return str(candidate)
-    from tasks.repo.registry import Checkouts, Registry
+    from tasks.repo.registry import Checkouts, registry_for
 
-    entries = Registry(settings.home).find(repo)
+    entries = registry_for(settings).find(repo)
     if len(entries) == 1:
         return str(Checkouts(settings.home).work_tree(entries[0]))
-    return str(candidate)
+    return repo if is_repository_id(repo) else str(candidate)
 
 
 def search(
@@ -53,12 +56,13 @@ def search(
     limit: int = 10,
     embedder: str | None = None,
     store: str | None = None,
+    branch: str | None = None,
 ) -> list[dict[str, Any]]:
     from tasks.search.repository_search import search_repository
 
     settings = with_backends(settings, embedder, store)
     path = resolve_repo(settings, repo, cwd)
-    return search_repository(services_for(settings), path, query, limit)
+    return search_repository(services_for(settings), path, query, limit, branch)
 
 
 def related(

@@ -5,8 +5,11 @@ crash anywhere before leaves the previous manifest in place and a re-run redoes 
 IDs written by an interrupted run are recorded first in ``pending`` (a write-ahead note), so
 the next run can sweep vectors that no committed manifest knows about.
 
-Manifests are JSON files under ``CODEFLOW_HOME/manifests/<repo_id>/<branch>.json``, replaced
-atomically (write to a temporary file, fsync, rename).
+Manifests are JSON files under ``CODEFLOW_HOME/manifests/<store>/<repo_id>/<branch>.json``,
+replaced atomically (write to a temporary file, fsync, rename): :class:`ManifestStore`. With
+a shared object store (``CODEFLOW_STORE_URI=s3://...``) they are objects beside the tables
+instead: :class:`~tasks.index.s3_manifests.S3ManifestStore`, the same API
+(:class:`ManifestStorage`).
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 _SEARCH_TAG = re.compile(r"search:([0-9a-f]{16})-.+")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_REPO_ID = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass
@@ -70,12 +74,53 @@ def repo_of_tag(tag: str) -> str | None:
     return found.group(1) if found else None
 
 
+def is_repository_id(repo: str) -> bool:
+    """``repo`` names a repository by its ID (16 hex digits, what ``codeflow status --json``
+    prints as ``repo_id``) rather than by a path on this machine (an existing path wins).
+
+    >>> is_repository_id("0123456789abcdef"), is_repository_id("/src/app")
+    (True, False)
+    """
+    return _REPO_ID.fullmatch(repo) is not None and not os.path.exists(repo)
+
+
+def safe_name(name: str) -> str:
+    """``name`` as one folder-safe path part (the namespace uses the same form)."""
+    return _SAFE.sub("_", name)
+
+
+def parse_manifest(raw: bytes | None) -> IndexManifest | None:
+    """The manifest in ``raw``; ``None`` if there is none or it cannot be read."""
+    if raw is None:
+        return None
+    try:
+        return IndexManifest.from_json(orjson.loads(raw))
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+
+
 def _read(path: Path) -> IndexManifest | None:
     """The manifest in ``path``; ``None`` if there is none or it cannot be read."""
     try:
-        return IndexManifest.from_json(orjson.loads(path.read_bytes()))
-    except (OSError, orjson.JSONDecodeError, TypeError):
+        return parse_manifest(path.read_bytes())
+    except OSError:
         return None
+
+
+class ManifestStorage(Protocol):
+    """Where manifests and pending IDs live: a folder, or a shared bucket."""
+
+    def load(self, repo_id: str, branch: str) -> IndexManifest | None: ...
+
+    def committed(self, repo_id: str, branch: str) -> str | None: ...
+
+    def branches(self, repo_id: str) -> list[str]: ...
+
+    def all(self) -> Iterator[IndexManifest]: ...
+
+    def note_pending(self, repo_id: str, branch: str, ids: list[str]) -> None: ...
+
+    def save(self, manifest: IndexManifest) -> None: ...
 
 
 class ManifestStore:
@@ -114,6 +159,10 @@ class ManifestStore:
             known = (version, manifest.commit if manifest is not None else None)
             self._commits[path] = known
         return known[1]
+
+    def branches(self, repo_id: str) -> list[str]:
+        """The (folder-safe) branch labels with a committed manifest of ``repo_id``."""
+        return sorted(p.stem for p in (self.directory / safe_name(repo_id)).glob("*.json"))
 
     def all(self) -> Iterator[IndexManifest]:
         """Every readable committed manifest (unreadable ones are passed over)."""

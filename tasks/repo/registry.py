@@ -8,6 +8,11 @@ read-modify-write under an exclusive ``flock`` on ``registry.json.lock``, writte
 temporary file, fsynced and renamed over the old one, so a `codeflow repo add` racing a sync
 run never loses an entry and a reader never sees half a file.
 
+With a shared object store (``CODEFLOW_STORE_URI=s3://...``) the registry is the object
+``<prefix>/_registry.json`` beside the tables and the manifests instead (:func:`registry_for`),
+replaced whole by each change; the ``flock`` then serialises one machine's writers only (S3
+has no lock: two machines changing it in the same instant keep the later change).
+
 **Per-repository schedules.** The ``sync`` deployment runs on its own cron (prefect.yaml);
 each run syncs the repositories that are *due*: those without a schedule, never synced, or
 whose cron line fired since their last sync (:func:`is_due`).
@@ -36,8 +41,11 @@ import git
 import orjson
 from cronsim import CronSim
 
+from config import Settings
 from config.errors import ConfigError, RepositoryError
 from config.paths import file_lock
+from config.storage import REGISTRY
+from tasks.objects.s3_objects import S3Objects
 from tasks.repo.source_params import Source
 
 REGISTRY_FILE = "registry.json"
@@ -103,12 +111,24 @@ def is_due(entry: RegisteredRepo, now: float) -> bool:
     return fired.timestamp() > entry.last_synced
 
 
-class Registry:
-    """The registry file under ``home``; every method reads the file afresh."""
+def registry_for(settings: Settings) -> Registry:
+    """The registry ``settings`` describe: in the shared bucket, else under the home."""
+    shared = settings.shared_store
+    if shared is None:
+        return Registry(settings.home)
+    return Registry(settings.home, objects=S3Objects(shared), key=shared.key(REGISTRY))
 
-    def __init__(self, home: Path) -> None:
+
+class Registry:
+    """The registry file under ``home`` (or the object ``key`` of ``objects``); every method
+    reads it afresh."""
+
+    def __init__(self, home: Path, *, objects: S3Objects | None = None, key: str = "") -> None:
         self.home = home
         self.path = home / REGISTRY_FILE
+        self._objects = objects
+        self._key = key
+        self.where = f"s3://{objects.location.bucket}/{key}" if objects else str(self.path)
 
     def entries(self) -> list[RegisteredRepo]:
         return sorted(self._read(), key=lambda e: e.name)
@@ -164,17 +184,24 @@ class Registry:
                         entry, last_synced=synced, last_commit=last, last_error=error
                     )
 
-    def _read(self) -> list[RegisteredRepo]:
+    def _read_bytes(self) -> bytes | None:
+        if self._objects is not None:
+            return self._objects.read(self._key)
         try:
-            raw = self.path.read_bytes()
+            return self.path.read_bytes()
         except FileNotFoundError:
+            return None
+
+    def _read(self) -> list[RegisteredRepo]:
+        raw = self._read_bytes()
+        if raw is None:
             return []
         try:
             data = orjson.loads(raw)
             return [RegisteredRepo.from_json(item) for item in data["repositories"]]
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise ConfigError(
-                f"{self.path} is not a codeflow registry ({exc}); fix or remove it"
+                f"{self.where} is not a codeflow registry ({exc}); fix or remove it"
             ) from None
 
     @contextlib.contextmanager
@@ -188,10 +215,14 @@ class Registry:
 
     def _write(self, entries: list[RegisteredRepo]) -> None:
         payload = {"version": _VERSION, "repositories": [asdict(e) for e in entries]}
+        data = orjson.dumps(payload, option=orjson.OPT_INDENT_2)
+        if self._objects is not None:
+            self._objects.put(self._key, data)  # one write: readers see old or new, whole
+            return
         fd, tmp = tempfile.mkstemp(dir=self.home, prefix=".registry-")
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2))
+                handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tasks.events import EventLog
-from tasks.index.manifests import IndexManifest, ManifestStore
+from tasks.index.manifests import IndexManifest, ManifestStorage
 from tasks.reports.history import Event, Row
 
 #: The event kinds reports read (progress and task events are left in the stream).
@@ -37,7 +37,7 @@ def read_events(bus: EventLog, since: float, until: float | None = None) -> list
                 found.append(event)
 
 
-def read_manifests(store: ManifestStore) -> list[IndexManifest]:
+def read_manifests(store: ManifestStorage) -> list[IndexManifest]:
     return list(store.all())
 
 

@@ -45,15 +45,16 @@ _KEYWORDS = frozenset(
 
 
 def related_code(
-    svc: Services, repo: str, path: str, line: int, limit: int = 10
+    svc: Services, repo: str, path: str, line: int, limit: int = 10, *, branch: str | None = None
 ) -> list[dict[str, Any]]:
     """Code related to line ``line`` of ``path`` (repo-relative) in the repository at
-    ``repo``, best first, as the same JSON objects search returns."""
+    ``repo`` (or of that repository ID), best first, as the same JSON objects search
+    returns."""
     from tasks.search.repository_search import hit_json, indexed_manifest
 
     if not 1 <= limit <= MAX_LIMIT:
         raise ConfigError(f"the limit must be between 1 and {MAX_LIMIT}")
-    manifest, namespace = indexed_manifest(svc, repo)
+    manifest, namespace = indexed_manifest(svc, repo, branch)
     ids = manifest.chunks.get(path)
     if not ids:
         raise ConfigError(

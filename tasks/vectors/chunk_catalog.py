@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from config.storage import StoreLocation
 from tasks.records import Chunk
 from tasks.vectors.lance_tables import (
     CHUNK_FIELDS,
@@ -36,8 +37,8 @@ _SCHEMA = pa.schema(CHUNK_FIELDS)
 class ChunkCatalog(LanceTables):
     """Upsert/delete by chunk id, fetch rows by id (:meth:`rows`), BM25 over code tokens."""
 
-    def __init__(self, directory: str | Path) -> None:
-        super().__init__(directory, _SCHEMA)
+    def __init__(self, directory: str | Path, *, shared: StoreLocation | None = None) -> None:
+        super().__init__(directory, _SCHEMA, shared=shared)
 
     def upsert(self, namespace: str, chunks: Sequence[Chunk]) -> None:
         """Insert or replace by ``Chunk.id`` (duplicates keep their last occurrence)."""

@@ -41,6 +41,7 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from config.errors import ConfigError, VectorStoreError
+from config.storage import StoreLocation
 from tasks.records import Chunk, SearchHit
 from tasks.vectors.lance_tables import (
     CHUNK_FIELDS,
@@ -209,6 +210,7 @@ class LanceStore(LanceTables):
         *,
         cache_vectors: bool = True,
         keep_versions_for: timedelta = timedelta(hours=1),
+        shared: StoreLocation | None = None,
     ) -> None:
         if dimensions < 1:
             raise ConfigError(f"vector dimensions must be positive, not {dimensions}")
@@ -216,7 +218,7 @@ class LanceStore(LanceTables):
         self._cache_vectors = cache_vectors
         self._matrices: dict[str, _Matrix] = {}
         schema = pa.schema([*CHUNK_FIELDS, ("vector", pa.list_(pa.float32(), dimensions))])
-        super().__init__(directory, schema, keep_versions_for=keep_versions_for)
+        super().__init__(directory, schema, keep_versions_for=keep_versions_for, shared=shared)
 
     @property
     def dimensions(self) -> int:
@@ -297,7 +299,7 @@ class LanceStore(LanceTables):
                 .to_arrow()
             )
         except LANCE_ERRORS as exc:
-            raise VectorStoreError(f"vector query in {namespace!r} failed: {exc}") from exc
+            raise self._failure(f"vector query in {namespace!r} failed", exc) from exc
         # LanceDB's "dot" distance is 1 - dot product.
         return [hit_from_row(row, 1.0 - row["_distance"]) for row in rows.to_pylist()]
 
@@ -312,7 +314,7 @@ class LanceStore(LanceTables):
         try:
             return _filled(hits, matrix.texts(positions))
         except LANCE_ERRORS as exc:
-            raise VectorStoreError(f"reading hits of {namespace!r} failed: {exc}") from exc
+            raise self._failure(f"reading hits of {namespace!r} failed", exc) from exc
 
     # ---- the in-process vector matrix -----------------------------------------------------
 

@@ -21,7 +21,9 @@ import lancedb
 import pyarrow as pa
 from lancedb.index import FTS, BTree
 
-from config.errors import ConfigError, VectorStoreError
+from config.errors import CodeflowError, ConfigError, VectorStoreError
+from config.storage import StoreLocation
+from tasks.objects.s3_objects import is_outage, storage_error
 from tasks.records import Chunk, SearchHit
 from tasks.tokens.code_tokens import search_documents
 
@@ -160,7 +162,11 @@ def hit_from_row(row: dict[str, Any], score: float) -> SearchHit:
 class LanceTables:
     """One LanceDB database under ``directory`` (a folder or an object-store URI), one table
     of ``schema`` per namespace. Strong read consistency: a long-lived reader (the HTTP
-    server) sees what another process wrote."""
+    server) sees what another process wrote.
+
+    ``shared`` is the object store ``directory`` lies in (its endpoint and credentials go to
+    LanceDB as ``storage_options``; a missing bucket, refused credentials or an unreachable
+    endpoint raise :class:`~config.errors.StorageError` with one line)."""
 
     def __init__(
         self,
@@ -168,16 +174,27 @@ class LanceTables:
         schema: pa.Schema,
         *,
         keep_versions_for: timedelta = timedelta(hours=1),
+        shared: StoreLocation | None = None,
     ) -> None:
         self._schema = schema
         self._keep_versions_for = keep_versions_for
         self._tables: dict[str, Any] = {}
+        self._shared = shared
+        options = shared.storage_options() if shared is not None else None
         try:
             if "://" not in str(directory):
                 Path(directory).mkdir(parents=True, exist_ok=True)
-            self._db: Any = lancedb.connect(str(directory), read_consistency_interval=timedelta(0))
+            self._db: Any = lancedb.connect(
+                str(directory), read_consistency_interval=timedelta(0), storage_options=options
+            )
         except LANCE_ERRORS as exc:
-            raise VectorStoreError(f"cannot open LanceDB at {directory}: {exc}") from exc
+            raise self._failure(f"cannot open LanceDB at {directory}", exc) from None
+
+    def _failure(self, doing: str, exc: BaseException) -> CodeflowError:
+        """``exc`` as one error: the object store's (:func:`storage_error`) or the table's."""
+        if self._shared is not None and is_outage(exc):
+            return storage_error(self._shared, doing, exc)
+        return VectorStoreError(f"{doing}: {exc}")
 
     # ---- tables -------------------------------------------------------------------------
 
@@ -191,7 +208,9 @@ class LanceTables:
             return self._tables[name]
         try:
             table = self._db.open_table(name)
-        except (ValueError, FileNotFoundError):
+        except (ValueError, FileNotFoundError) as exc:
+            if self._shared is not None and is_outage(exc):
+                raise self._failure(f"opening {namespace!r}", exc) from None
             return None
         self._opened(table, namespace)
         self._tables[name] = table
@@ -223,7 +242,7 @@ class LanceTables:
                     table.add(rows)
             self._maintain_indexes(table)
         except LANCE_ERRORS as exc:
-            raise VectorStoreError(f"writing to {namespace!r} failed: {exc}") from exc
+            raise self._failure(f"writing to {namespace!r} failed", exc) from exc
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
         """Delete rows by id, ``ID_BATCH`` ids per predicate; unknown ids are ignored."""
@@ -234,7 +253,7 @@ class LanceTables:
             for batch in batches(list(dict.fromkeys(ids))):
                 table.delete(id_predicate(batch))
         except LANCE_ERRORS as exc:
-            raise VectorStoreError(f"deleting chunks of {namespace!r} failed: {exc}") from exc
+            raise self._failure(f"deleting chunks of {namespace!r} failed", exc) from exc
 
     def drop(self, namespace: str) -> None:
         """Remove the namespace's table and everything in it (no error if it is absent)."""
@@ -243,7 +262,7 @@ class LanceTables:
         try:
             self._db.drop_table(name, ignore_missing=True)
         except LANCE_ERRORS as exc:
-            raise VectorStoreError(f"dropping {namespace!r} failed: {exc}") from exc
+            raise self._failure(f"dropping {namespace!r} failed", exc) from exc
 
     # ---- indexes ------------------------------------------------------------------------
 
@@ -279,7 +298,7 @@ class LanceTables:
             dataset.cleanup_old_versions(older_than=self._keep_versions_for)
             table.checkout_latest()
         except LANCE_ERRORS as exc:
-            raise VectorStoreError(f"optimizing {namespace!r} failed: {exc}") from exc
+            raise self._failure(f"optimizing {namespace!r} failed", exc) from exc
 
     # ---- reads --------------------------------------------------------------------------
 
@@ -328,7 +347,7 @@ class LanceTables:
         try:
             return self._bm25_hits(namespace, table, terms, limit, with_text)
         except LANCE_ERRORS as exc:
-            raise VectorStoreError(f"text search in {namespace!r} failed: {exc}") from exc
+            raise self._failure(f"text search in {namespace!r} failed", exc) from exc
 
     def _bm25_hits(
         self, namespace: str, table: Any, terms: list[str], limit: int, with_text: bool

@@ -40,6 +40,7 @@ from pinecone import Pinecone
 from pinecone.errors.exceptions import NotFoundError, PineconeError, UnauthorizedError
 
 from config.errors import ConfigError, VectorStoreError
+from config.storage import StoreLocation
 from tasks.records import Chunk, SearchHit
 from tasks.vectors.chunk_catalog import ChunkCatalog, hit_from_row
 from tasks.vectors.lance_store import table_name
@@ -110,6 +111,7 @@ class PineconeStore:
         controller_host: str = "",
         timeout_s: float = 30.0,
         preview_chars: int = 1000,
+        catalog_shared: StoreLocation | None = None,
     ) -> None:
         if not api_key:
             raise ConfigError(
@@ -122,7 +124,7 @@ class PineconeStore:
         self._where = host or index_name
         client = Pinecone(api_key=api_key, host=controller_host or None, timeout=timeout_s)
         self._index: Any = self._call("opening the index", client.index, name=index_name, host=host)
-        self._catalog = ChunkCatalog(catalog_dir)
+        self._catalog = ChunkCatalog(catalog_dir, shared=catalog_shared)
         self._checked = False
 
     @property
