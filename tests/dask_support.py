@@ -91,8 +91,8 @@ class DaskCluster:
     def wait_for_workers(self, count: int, timeout_s: float = 120) -> None:
         import distributed
 
-        client = distributed.Client(self.address, timeout=timeout_s)  # type: ignore[no-untyped-call]
-        with client:
+        untyped: Any = distributed.Client
+        with untyped(self.address, timeout=timeout_s) as client:
             client.wait_for_workers(count, timeout=timeout_s)
 
     def kill(self, name: str) -> None:
@@ -131,7 +131,8 @@ def worker_tasks(address: str) -> dict[str, int]:
     def executed(dask_worker: Any) -> tuple[str, int]:
         return str(dask_worker.name), int(dask_worker.state.executed_count)
 
-    with distributed.Client(address, timeout=30) as client:  # type: ignore[no-untyped-call]
+    untyped: Any = distributed.Client
+    with untyped(address, timeout=30) as client:
         return dict(client.run(executed).values())
 
 

@@ -164,8 +164,8 @@ def _kill_when_busy(
     import distributed
 
     deadline = time.monotonic() + timeout_s
-    client = distributed.Client(cluster.address, timeout=30)  # type: ignore[no-untyped-call]
-    with client:
+    untyped: Any = distributed.Client  # untyped: so are its methods
+    with untyped(cluster.address, timeout=30) as client:
         names = {a: w["name"] for a, w in client.scheduler_info()["workers"].items()}
         while time.monotonic() < deadline:
             busy = {names.get(a): keys for a, keys in client.processing().items()}
