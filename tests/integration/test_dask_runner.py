@@ -189,3 +189,24 @@ def test_a_scheduler_address_needs_redis_url(
     with pytest.raises(SettingsError, match="REDIS_URL is not set") as caught:
         vectorize_flow(load_settings(env))
     assert caught.value.variable == "REDIS_URL"
+
+
+def test_a_local_cluster_of_processes_shares_the_embedded_redis(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No address, no REDIS_URL: a LocalCluster of two worker processes, whose tasks and
+    hooks use the flow's embedded Redis rather than starting their own."""
+    from tasks.redis_io.embedded import EmbeddedRedis
+
+    repo = make_repo(tmp_path / "repo", polyglot_files(30))
+    local = _env(tmp_path / "local", "", CODEFLOW_TASK_RUNNER="dask")
+    del local["REDIS_URL"]
+    try:
+        summary = _index(local, repo, monkeypatch)
+        made = _snapshot(load_settings(local), repo)
+    finally:
+        EmbeddedRedis(tmp_path / "local" / "redis").shutdown()
+    threads = _env(tmp_path / "threads", redis_url)
+    again = _index(threads, repo, monkeypatch)
+    assert summary["chunks_total"] == again["chunks_total"] > 30
+    _same(made, _snapshot(load_settings(threads), repo))
