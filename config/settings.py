@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
@@ -164,6 +165,12 @@ class Settings(BaseSettings):
             session_token=self.aws_session_token,
         )
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """The fields, with a password in ``REDIS_URL`` hidden as ``SecretStr`` fields are:
+        Settings travel pickled to other processes (Dask workers), whose logs may show them."""
+        for name, value in super().__repr_args__():
+            yield name, _without_password(value) if name == "redis_url" else value
+
     @property
     def cache_ttl_seconds(self) -> int:
         return max(1, int(self.cache_ttl_days * 86400))
@@ -180,6 +187,16 @@ class Settings(BaseSettings):
     @property
     def sandbox_timeout_s(self) -> float:
         return self.sandbox_timeout_ms / 1000
+
+
+def _without_password(url: Any) -> Any:
+    """``url`` with its password, if any, shown as ``**********``."""
+    if not isinstance(url, str) or not urlsplit(url).password:
+        return url
+    parts = urlsplit(url)
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:**********@{host}").geturl()
 
 
 class _MappingEnvSource(EnvSettingsSource):

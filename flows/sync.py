@@ -8,8 +8,8 @@ deployment runs: the same for every registered repository that is due.
 
 The embedding fan-out's engine is chosen here, at the entry point, by configuration
 (:func:`vectorize_flow`): ``CODEFLOW_TASK_RUNNER=dask`` runs the subflow's tasks on a Dask
-cluster through prefect-dask (``CODEFLOW_DASK_ADDRESS`` or a temporary LocalCluster);
-otherwise the flow keeps its own thread pool.
+cluster through prefect-dask (``CODEFLOW_DASK_ADDRESS``, which needs ``REDIS_URL``, or a
+temporary LocalCluster of worker processes); otherwise the flow keeps its own thread pool.
 
     sync_repositories -> per due entry: checkout-repository -> vectorize_repository (subflow)
 """
@@ -26,9 +26,11 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner
 
 from config import Settings, load_settings
-from config.errors import SyncFailed
+from config.errors import SettingsError, SyncFailed
 from flows.vectorize import vectorize_repository
+from tasks.pipeline.dask_workers import NEEDS_REDIS
 from tasks.pipeline.hooks import FLOW_HOOKS, TASK_HOOKS
+from tasks.redis_io.connections import redis_url_for
 from tasks.repo.registry import (
     Checkouts,
     RegisteredRepo,
@@ -43,14 +45,33 @@ _FAILURE_PREFIXES = ("Flow run encountered an exception: ", "Task run encountere
 
 
 def task_runner_for(settings: Settings) -> TaskRunner[Any] | None:
-    """The task runner ``settings`` ask for; ``None`` keeps the flow's own thread pool."""
+    """The task runner ``settings`` ask for; ``None`` keeps the flow's own thread pool.
+
+    Raises :class:`SettingsError` for a Dask scheduler without ``REDIS_URL``: its workers
+    could not reach this machine's embedded Redis."""
     if settings.task_runner != "dask":
         return None
     from prefect_dask.task_runners import DaskTaskRunner
 
     if settings.dask_address:
+        if settings.redis_url is None:
+            message = f"CODEFLOW_DASK_ADDRESS is set but {NEEDS_REDIS}"
+            raise SettingsError(message, variable="REDIS_URL")
         return DaskTaskRunner(address=settings.dask_address)
-    return DaskTaskRunner(cluster_kwargs={"n_workers": settings.dask_workers, "processes": False})
+    return DaskTaskRunner(cluster_kwargs=local_cluster_kwargs(settings))
+
+
+def local_cluster_kwargs(settings: Settings) -> dict[str, Any]:
+    """A LocalCluster of ``CODEFLOW_DASK_WORKERS`` single-threaded worker processes, as a
+    cluster of other machines would run them (tasks pickled, nothing shared but Redis and
+    the store); their state hooks publish to the flow's Redis, embedded or not."""
+    return {
+        "n_workers": settings.dask_workers,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": None,
+        "env": {"REDIS_URL": redis_url_for(settings)},
+    }
 
 
 def vectorize_flow(settings: Settings) -> Flow[..., dict[str, Any]]:

@@ -6,6 +6,10 @@
 Steps 3-6 stream through :class:`~tasks.pipeline.scheduler.Scheduler`, as Prefect task runs
 (:class:`~tasks.pipeline.vectorize_tasks.PrefectSteps`). Stale vectors are deleted only after
 every new one is written, and the manifest is committed last.
+
+Under a runner that ships tasks to other processes (Dask), the flow reads the files and its
+tasks get their bytes, the Redis server's URL (never an embedded server of their own) and no
+worker pool: each Dask worker process chunks and embeds itself.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from tasks.index.changes import Changes
 from tasks.index.chunking import chunker_id
 from tasks.index.manifests import IndexManifest, namespace_for
 from tasks.index.plans import next_manifest, stale_ids
+from tasks.pipeline.dask_workers import shippable
 from tasks.pipeline.hooks import FLOW_HOOKS, remember_repo
 from tasks.pipeline.index_steps import chunking_policy
 from tasks.pipeline.long_lived import freeze_startup
@@ -39,6 +44,7 @@ from tasks.pipeline.vectorize_tasks import (
     detect_changes,
     fingerprint_repository,
     opaque,
+    ships_tasks,
     sweep_stale,
 )
 from tasks.repo.git_repository import Fingerprint
@@ -67,6 +73,9 @@ def vectorize_repository(
     started = time.perf_counter()
     freeze_startup()  # full GCs then skip the objects of the imports (tasks.pipeline.long_lived)
     settings = with_backends(load_settings(), embedder, store)
+    ships = ships_tasks()
+    if ships:
+        settings = shippable(settings)
     svc = services_for(settings)
     outages = svc.redis_errors()
     fp = fingerprint_repository(path)
@@ -81,11 +90,11 @@ def vectorize_repository(
     if previous is not None and _up_to_date(previous, changes, fp):  # nothing to do
         summary = _summary(fp, changes, previous, None, stale=[], started=started)
         return _finish(reporter, summary, run_id, svc.redis_errors() - outages, warm=None)
-    in_workers = svc.pool.size > 0 and len(changes.to_load) >= INLINE_FILES
-    warm = _WarmUp(settings, svc, in_workers) if changes.to_load else None
+    in_workers = not ships and svc.pool.size > 0 and len(changes.to_load) >= INLINE_FILES
+    warm = _WarmUp(settings, svc, in_workers, ships) if changes.to_load else None
     target = (namespace, fp.repo_id, label)
     assert svc.results_url is not None, "a flow run's services keep Prefect's results"
-    steps = PrefectSteps(settings, target, svc.results_url, in_workers=in_workers)
+    steps = PrefectSteps(settings, target, svc.results_url, in_workers=in_workers, ships=ships)
     scheduler = Scheduler(
         steps,
         reporter,
@@ -130,7 +139,7 @@ def _finish(
     summary["flow_run_id"] = run_id
     summary["redis_errors"] = redis_errors
     if warm is not None:
-        summary.update(usage_of(warm.embedder).minus(warm.usage_before).as_summary())
+        summary.update(warm.usage().as_summary())
     reporter.summary(summary)
     return summary
 
@@ -151,11 +160,14 @@ class _WarmUp(threading.Thread):
 
     ``in_workers``: this run chunks and embeds in the worker processes (runs with fewer
     than ``INLINE_FILES`` files to load do both in-process: starting workers costs more).
+    ``ships``: the tasks run in other processes (Dask), which load the model themselves;
+    their embedders' usage is not counted here.
     """
 
-    def __init__(self, settings: Settings, svc: Services, in_workers: bool) -> None:
+    def __init__(self, settings: Settings, svc: Services, in_workers: bool, ships: bool) -> None:
         super().__init__(daemon=True)
         self.settings, self.svc, self.in_workers = settings, svc, in_workers
+        self.ships = ships
         self.error: BaseException | None = None
         self.usage_before = EmbeddingUsage()
         if in_workers and svc.embeds_in_workers:  # workers load the model while they chunk
@@ -166,9 +178,16 @@ class _WarmUp(threading.Thread):
     def embedder(self) -> Embedder:
         return self.svc.batch_embedder if self.in_workers else self.svc.embedder
 
+    def usage(self) -> EmbeddingUsage:
+        """What this process's embedder spent during the run."""
+        if self.ships:
+            return EmbeddingUsage()
+        return usage_of(self.embedder).minus(self.usage_before)
+
     def run(self) -> None:
         try:
-            self.usage_before = usage_of(self.embedder)  # may load the model
+            if not self.ships:
+                self.usage_before = usage_of(self.embedder)  # may load the model
             assert self.svc.results_url is not None
             cached_embed_batch(self.svc.results_url, self.settings.cache_ttl_seconds)
         except BaseException as exc:  # handed to the flow's thread by ready()

@@ -12,6 +12,7 @@ from typing import Any
 
 from config import load_settings
 from tasks.events.model import make_event
+from tasks.pipeline.dask_workers import in_dask_worker
 from tasks.services import services_for
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,13 @@ def remember_repo(flow_run_id: str, repo_id: str) -> None:
 
 
 def publish(kind: str, **fields: Any) -> None:
+    """Publish on the bus of this process's settings; in a Dask worker without REDIS_URL
+    (whose task then fails, saying so) nothing: an embedded Redis there would be its own."""
     try:
-        services_for(load_settings()).bus.publish(make_event(kind, **fields))
+        settings = load_settings()
+        if settings.redis_url is None and in_dask_worker():
+            return
+        services_for(settings).bus.publish(make_event(kind, **fields))
     except Exception:  # a hook must never change the run's outcome
         log.exception("could not publish %s event", kind)
 

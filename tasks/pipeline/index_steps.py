@@ -31,6 +31,15 @@ P = TypeVar("P")
 Target = tuple[str, str, str]
 
 
+@dataclass(frozen=True)
+class ReadFiles:
+    """Files read from a work tree: ``contents`` by path, ``skipped`` path -> reason. What a
+    load ships to a task runner in other processes, instead of a path on this disk."""
+
+    contents: dict[str, bytes]
+    skipped: dict[str, str]
+
+
 def fingerprint(path: str) -> Fingerprint:
     with GitRepository.open(path) as repo:
         return repo.fingerprint()
@@ -57,12 +66,22 @@ def detect(
 
 def load(svc: Services, root: str, paths: list[str], in_workers: bool) -> LoadResult:
     """Read ``paths`` under ``root`` (never following a link) and chunk them."""
-    policy = chunking_policy(svc)
+    return chunk_read(svc, read(svc, root, paths), in_workers)
+
+
+def read(svc: Services, root: str, paths: list[str]) -> ReadFiles:
+    """The bytes of ``paths`` under ``root`` and why others were skipped: never following a
+    link, no file over ``max_file_bytes`` (:meth:`GitRepository.read_files`)."""
     with GitRepository.open(root) as repo:
-        contents, skipped = repo.read_files(paths, max_bytes=policy.max_file_bytes)
+        contents, skipped = repo.read_files(paths, max_bytes=svc.settings.max_file_bytes)
+    return ReadFiles(contents, skipped)
+
+
+def chunk_read(svc: Services, files: ReadFiles, in_workers: bool) -> LoadResult:
+    """Chunk files already read (binary and minified ones are skipped with a reason)."""
     chunk = svc.pool.chunk if in_workers else chunk_files
-    chunks, skips = chunk(list(contents.items()), policy)
-    skipped.update({s.path: s.reason for s in skips})
+    chunks, skips = chunk(list(files.contents.items()), chunking_policy(svc))
+    skipped = {**files.skipped, **{s.path: s.reason for s in skips}}
     return LoadResult(chunks=chunks, skipped=skipped)
 
 

@@ -8,8 +8,12 @@ same time embed it once. The other tasks are cheap or have side effects, and don
 
 ``embed_batch`` stores its vectors in the embedding cache and returns their count, so
 Prefect's result does not hold a second copy of them (hundreds of megabytes of base64 JSON
-in Redis on a cold index). The flow takes the vectors handed over in-process, or
-reads them back from the embedding cache (:class:`PrefectSteps`).
+in Redis on a cold index). Under the thread pool the flow takes the vectors handed over
+in-process; under runners that ship tasks to other processes (Dask) it reads them back from
+the embedding cache (:class:`PrefectSteps`).
+
+Shipped tasks carry contents, never a path on the flow's disk: the flow reads the files and
+``chunk_files`` chunks their bytes, in the Dask worker's own process (no nested worker pool).
 """
 
 from __future__ import annotations
@@ -35,11 +39,12 @@ from tasks.index.changes import Changes
 from tasks.index.manifests import IndexManifest
 from tasks.index.plans import LoadResult
 from tasks.pipeline import index_steps
+from tasks.pipeline.dask_workers import require_shared_redis
 from tasks.pipeline.hooks import TASK_HOOKS
-from tasks.pipeline.index_steps import Target
+from tasks.pipeline.index_steps import ReadFiles, Target
 from tasks.records import Chunk
 from tasks.repo.git_repository import Fingerprint
-from tasks.services import services_for
+from tasks.services import Services, services_for
 
 T = TypeVar("T")
 RESULTS_BLOCK = "codeflow-results"
@@ -60,20 +65,26 @@ def fingerprint_repository(path: str) -> Fingerprint:
 def detect_changes(
     settings: Settings, fingerprint: Fingerprint, branch: str, full: bool, embedder_id: str
 ) -> tuple[IndexManifest | None, Changes]:
-    return index_steps.detect(services_for(settings), fingerprint, branch, full, embedder_id)
+    return index_steps.detect(_services(settings), fingerprint, branch, full, embedder_id)
 
 
 @task(name="load-and-chunk", **_RETRY, **_PLAIN)
 def load_and_chunk(
     settings: Settings, root: str, paths: list[str], in_workers: bool = True
 ) -> LoadResult:
-    return index_steps.load(services_for(settings), root, paths, in_workers)
+    return index_steps.load(_services(settings), root, paths, in_workers)
+
+
+@task(name="chunk-files", **_RETRY, **_PLAIN)
+def chunk_files(settings: Settings, files: ReadFiles) -> LoadResult:
+    """Chunk files the flow read, in this process: what runners that ship tasks run."""
+    return index_steps.chunk_read(_services(settings), files, in_workers=False)
 
 
 @task(name="lookup-embeddings", **_RETRY, **_PLAIN)
 def lookup_embeddings(settings: Settings, keys: list[str]) -> dict[int, Any]:
     """Cached vectors by index in ``keys`` (see :meth:`EmbeddingCache.keys`)."""
-    return services_for(settings).embeddings.lookup(keys)
+    return _services(settings).embeddings.lookup(keys)
 
 
 @task(name="embed-batch", **_RETRY, **TASK_HOOKS)
@@ -87,7 +98,7 @@ def embed_batch(
     """Embed ``texts`` into the embedding cache under ``keys``; returns how many it stored.
     With a ``handoff`` name the vectors also wait in this process for the flow. (A count,
     not the keys: Prefect walks a list result item by item.)"""
-    vectors = index_steps.embed(services_for(settings), keys, texts, in_workers)
+    vectors = index_steps.embed(_services(settings), keys, texts, in_workers)
     if handoff:
         _hand_over(handoff, vectors)
     return len(keys)
@@ -98,9 +109,8 @@ _HANDOFF_LOCK = threading.Lock()
 
 
 def _hand_over(name: str, vectors: Vectors) -> None:
-    # A function of its own: runners that pickle the task (Dask) then pickle a reference to
-    # it, not the lock. There the vectors stay in the Dask worker, and the flow reads them
-    # from the embedding cache instead.
+    # Thread-pool runs only: runners that ship tasks to other processes (Dask) pass no
+    # handoff name, and the flow reads the vectors back from the embedding cache.
     with _HANDOFF_LOCK:
         _HANDOFF[name] = vectors
 
@@ -153,19 +163,31 @@ def write_vectors(
     vectors: Vectors,
     known: frozenset[str],
 ) -> int:
-    return index_steps.write(services_for(settings), target, chunks, vectors, known)
+    return index_steps.write(_services(settings), target, chunks, vectors, known)
 
 
 @task(name="sweep-stale", **_RETRY, **_PLAIN)
 def sweep_stale(settings: Settings, namespace: str, stale: list[str]) -> int:
-    return index_steps.sweep(services_for(settings), namespace, stale)
+    return index_steps.sweep(_services(settings), namespace, stale)
 
 
 @task(name="commit-index", **_PLAIN)
 def commit_index(
     settings: Settings, manifest: IndexManifest, namespace: str, flow_run_id: str
 ) -> None:
-    index_steps.commit(services_for(settings), manifest, namespace, flow_run_id)
+    index_steps.commit(_services(settings), manifest, namespace, flow_run_id)
+
+
+def _services(settings: Settings) -> Services:
+    return services_for(require_shared_redis(settings))
+
+
+def ships_tasks() -> bool:
+    """Whether this flow run's task runner runs tasks in other processes (anything but the
+    thread pool: Dask): their parameters are pickled, and nothing on this machine's disk or
+    in this process's memory reaches them."""
+    context = FlowRunContext.get()
+    return context is not None and not isinstance(context.task_runner, ThreadPoolTaskRunner)
 
 
 def opaque(value: T) -> T:
@@ -203,15 +225,23 @@ class Submitted(Generic[T]):
 @dataclass
 class PrefectSteps:
     """Steps 3-6 as Prefect task runs of the current flow (a
-    :class:`~tasks.pipeline.scheduler.Steps`)."""
+    :class:`~tasks.pipeline.scheduler.Steps`).
+
+    ``ships``: the runner runs tasks in other processes (:func:`ships_tasks`); loads then
+    read the files here and ship their bytes, and vectors come back through the embedding
+    cache rather than a hand-off in this process."""
 
     settings: Settings
     target: Target
     results_url: str
     in_workers: bool = False
+    ships: bool = False
     _handoffs: set[str] = field(default_factory=set)
 
     def load(self, root: str, paths: list[str]) -> Submitted[LoadResult]:
+        if self.ships:
+            files = index_steps.read(services_for(self.settings), root, paths)
+            return Submitted(chunk_files.submit(self.settings, files))
         return Submitted(load_and_chunk.submit(self.settings, root, opaque(paths), self.in_workers))
 
     def look_up(self, keys: list[str]) -> dict[int, Vectors]:
@@ -220,8 +250,9 @@ class PrefectSteps:
 
     def embed(self, keys: list[str], texts: list[str]) -> Submitted[Vectors]:
         embed = cached_embed_batch(self.results_url, self.settings.cache_ttl_seconds)
-        handoff = uuid.uuid4().hex
-        self._handoffs.add(handoff)
+        handoff = "" if self.ships else uuid.uuid4().hex  # "": read back from the cache
+        if handoff:
+            self._handoffs.add(handoff)
         future = embed.submit(self.settings, opaque(keys), opaque(texts), self.in_workers, handoff)
         return Submitted(future, lambda _: self.vectors_of(handoff, keys, texts))
 
