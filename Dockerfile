@@ -24,7 +24,8 @@ RUN printf '#!/opt/codeflow/bin/python\nfrom flows.cli.commands import main\nrai
     && chmod 755 /opt/codeflow/bin/codeflow \
     && /opt/codeflow/bin/python -m compileall -q /app >/dev/null
 
-USER 10001:10001
+# Not the sandbox's user (10001): on the host, a sandboxed program and codeflow never share a uid.
+USER 10010:10010
 ENV PYTHONPATH=/app \
     CODEFLOW_HOME=/data \
     PREFECT_HOME=/data/prefect \

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # Pre-started single-use containers kept ready in a long-lived process (0: none; each
     # run starts its own container). See docs/sandbox.md, "The warm pool".
     sandbox_pool_size: int = Field(0, ge=0, le=16)
+    # Where the host's /proc and cgroup tree are seen from here: a worker in a container
+    # mounts them elsewhere (docker-compose.yml) to verify each sandbox's live limits.
+    sandbox_host_proc: Path = Path("/proc")
+    sandbox_host_cgroup: Path = Path("/sys/fs/cgroup")
     embedding_dimensions: int = Field(256, ge=8, le=8192)
     embed_batch_size: int | None = Field(None, ge=1, le=65_536)  # None: see embedding_batch
     embed_concurrency: int = Field(2, ge=1, le=64)

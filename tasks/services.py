@@ -237,7 +237,11 @@ def _docker_sandbox(settings: Settings) -> SandboxRuntime:
     from tasks.sandbox.models import Limits
     from tasks.sandbox.warm_pool import WarmPool
 
-    runtime = DockerRuntime(image=settings.sandbox_image, runtime=settings.sandbox_runtime)
+    runtime = DockerRuntime(
+        image=settings.sandbox_image,
+        runtime=settings.sandbox_runtime,
+        host=(settings.sandbox_host_proc, settings.sandbox_host_cgroup),
+    )
     if settings.sandbox_pool_size == 0:
         return runtime
     runtime.check()  # engine, image and runtime: one clear error now, not a filler retrying

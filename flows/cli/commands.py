@@ -107,6 +107,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
     settings = load_settings()  # a bad value (CODEFLOW_SERVICE=yes too) is one clear line
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per Prefect API call
     quiet_redis_outages()  # this process talks to Redis itself
     handler: Handler = args.handler
     return handler(args, settings)

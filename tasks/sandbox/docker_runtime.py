@@ -28,6 +28,7 @@ import socket
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -39,7 +40,7 @@ from config.errors import DockerUnavailable, ImageMissing, LimitsNotApplied, San
 from config.paths import process_alive
 from tasks.sandbox import seccomp
 from tasks.sandbox.image import DEFAULT_DOCKER_URL, SANDBOX_UID
-from tasks.sandbox.live_container import LiveContainer, live_mismatches
+from tasks.sandbox.live_container import CGROUP_ROOT, PROC, LiveContainer, live_mismatches
 from tasks.sandbox.models import (
     SIGKILL_EXIT,
     ExecutionRequest,
@@ -137,8 +138,12 @@ class DockerRuntime:
         grace_s: float = 2.0,
         max_age_s: float = 7200.0,
         runtime: str = "runc",
+        host: tuple[Path, Path] = (PROC, CGROUP_ROOT),
     ) -> None:
+        """``host``: where this process sees the host's ``/proc`` and cgroup tree (another
+        place when it runs in a container that mounts them)."""
         self._client = client or _connect()
+        self._host_proc, self._host_cgroup = host
         self._api = self._client.api
         self.image = image
         self.runtime = runtime
@@ -316,13 +321,16 @@ class DockerRuntime:
                 "sandbox limits not applied: " + "; ".join(problems), container_id=attrs.get("Id")
             )
 
+    def _live(self, pid: int) -> LiveContainer:
+        return LiveContainer(pid, proc=self._host_proc, root=self._host_cgroup)
+
     def _verify_live(self, attrs: dict[str, Any], limits: Limits) -> None:
         """What the kernel applied: the started container's cgroup limits and its first
         process's seccomp, no_new_privs and capabilities (under gVisor that process is the
         sandbox's own, whose capabilities are not the program's)."""
         pid = int((attrs.get("State") or {}).get("Pid") or 0)
         try:
-            live = LiveContainer(pid)
+            live = self._live(pid)
             limits_seen, security_seen = live.limits(), live.security()
         except OSError as exc:
             raise LimitsNotApplied(
@@ -349,7 +357,7 @@ class DockerRuntime:
     ) -> _Outcome:
         raw = getattr(prepared.sock, "_sock", prepared.sock)
         pid = int((prepared.attrs.get("State") or {}).get("Pid") or 0)
-        watch = _Watch(LiveContainer(pid), counts_tasks=self.runtime == "runc")
+        watch = _Watch(self._live(pid), counts_tasks=self.runtime == "runc")
         raw.sendall(encode_payload(request, nonce))
         sent = time.monotonic()
         deadline = sent + request.limits.timeout_s + self.grace_s

@@ -59,6 +59,21 @@ class Stack:
         created = self._post(f"/deployments/{deployment['id']}/create_flow_run", body)
         return str(created["id"])
 
+    def pause(self, name: str) -> None:
+        """Pause deployment ``name``'s schedule and wait until none of its runs is active,
+        so that it takes no worker from the runs a test starts."""
+        deployment = self._get(f"/deployments/name/{name}")
+        self._post(f"/deployments/{deployment['id']}/pause_deployment", {})
+        active = {"type": {"any_": ["PENDING", "RUNNING"]}}
+        body = {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}, "state": active}}
+        for _ in range(600):
+            response = httpx.post(f"{self.prefect_api}/flow_runs/filter", json=body, timeout=30)
+            response.raise_for_status()
+            if not response.json():
+                return
+            time.sleep(1)
+        raise AssertionError(f"runs of {name} are still active after 10 minutes")
+
     def flow_run(self, run_id: str) -> dict[str, Any]:
         return self._get(f"/flow_runs/{run_id}")
 
@@ -71,6 +86,23 @@ class Stack:
                 return run
             time.sleep(1)
         raise AssertionError(f"flow run {run_id} did not finish in {timeout_s} s")
+
+    def subflow_of(self, run_id: str, timeout_s: float = 300) -> str:
+        """The last ``vectorize_repository`` run a ``vectorize_source`` run started (its
+        events carry that run's ID), once one exists."""
+        body = {
+            "flow_runs": {"parent_flow_run_id": {"any_": [run_id]}},
+            "sort": "EXPECTED_START_TIME_DESC",
+        }
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            response = httpx.post(f"{self.prefect_api}/flow_runs/filter", json=body, timeout=30)
+            response.raise_for_status()
+            children = response.json()
+            if children:
+                return str(children[0]["id"])
+            time.sleep(0.5)
+        raise AssertionError(f"flow run {run_id} started no subflow in {timeout_s} s")
 
     def wait_running(self, run_id: str, timeout_s: float = 300) -> None:
         deadline = time.monotonic() + timeout_s
@@ -100,11 +132,10 @@ class Stack:
         found: dict[str, Any] = response.json()
         return found
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
         response = httpx.post(self.prefect_api + path, json=body, timeout=30)
         response.raise_for_status()
-        found: dict[str, Any] = response.json()
-        return found
+        return response.json() if response.content else None
 
 
 @dataclass

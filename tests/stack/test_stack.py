@@ -39,7 +39,10 @@ QUESTIONS = {
 
 @pytest.fixture(scope="module")
 def stack() -> Stack:
-    return Stack.from_environment()
+    """The stack, its scheduled sync paused (it would take a worker from the tests' runs)."""
+    started = Stack.from_environment()
+    started.pause("sync_repositories/sync")
+    return started
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +60,11 @@ def indexed(stack: Stack, listener: EventListener) -> dict[str, dict[str, Any]]:
     for name in QUESTIONS:
         stack.compose("exec", "-T", "serve", "codeflow", "repo", "add", _url(name))
     runs = {name: stack.run_deployment(VECTORIZE, {"source": _url(name)}) for name in QUESTIONS}
-    for run_id in runs.values():
-        listener.subscribe(f"run:{run_id}")
-    return {name: stack.wait(run_id) for name, run_id in runs.items()}
+    done = {name: stack.wait(run_id) for name, run_id in runs.items()}
+    for run in done.values():
+        run["subflow"] = stack.subflow_of(run["id"])
+        listener.subscribe(f"run:{run['subflow']}")  # replayed from the stream's start
+    return done
 
 
 def test_two_workers_index_two_repositories_at_once(
@@ -74,17 +79,19 @@ def test_the_runs_events_reach_a_websocket_client(
     listener: EventListener, indexed: dict[str, dict[str, Any]]
 ) -> None:
     for run in indexed.values():
-        summary = listener.wait_for(run["id"], "index.summary")
-        assert summary["chunks_total"] > 0
-        states = [e["state"] for e in listener.of_run(run["id"]) if e["kind"] == "flow_run.state"]
-        assert "Running" in states and "Completed" in states
+        summary = listener.wait_for(run["subflow"], "index.summary")
+        assert summary["chunks_total"] > 0 and summary["trace_id"] == run["id"]
+        for run_id in (run["id"], run["subflow"]):  # the deployment's run and its subflow
+            events = listener.of_run(run_id)
+            states = [e["state"] for e in events if e["kind"] == "flow_run.state"]
+            assert "Running" in states and "Completed" in states, (run_id, states)
 
 
 def test_each_repository_is_searched_from_the_host(
     stack: Stack, listener: EventListener, indexed: dict[str, dict[str, Any]]
 ) -> None:
     for name, (question, expected) in QUESTIONS.items():
-        summary = listener.wait_for(indexed[name]["id"], "index.summary")
+        summary = listener.wait_for(indexed[name]["subflow"], "index.summary")
         paths = [hit["path"] for hit in stack.search(summary["repo_id"], question)]
         assert any(path.endswith(expected) for path in paths), (name, paths)
 
@@ -96,7 +103,7 @@ def test_the_stack_indexes_what_one_machine_indexes(
     tmp_path: Path,
 ) -> None:
     for name, run in indexed.items():
-        summary = listener.wait_for(run["id"], "index.summary")
+        summary = listener.wait_for(run["subflow"], "index.summary")
         assert _stack_ids(stack, summary, tmp_path) == _one_machine_ids(stack, name, tmp_path)
 
 
@@ -116,9 +123,10 @@ def test_a_run_whose_worker_is_killed_is_finished_by_the_other(
     stack: Stack, listener: EventListener, indexed: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
     run_id = stack.run_deployment(VECTORIZE, {"source": _url("tornado")})
-    listener.subscribe(f"run:{run_id}")
     stack.wait_running(run_id)
-    listener.wait_for(run_id, "progress", timeout_s=120)  # mid-run: files are being indexed
+    first = stack.subflow_of(run_id)
+    listener.subscribe(f"run:{first}")
+    listener.wait_for(first, "progress", timeout_s=120)  # mid-run: files are being indexed
     (lost,) = stack.workers_of(run_id)
     (other,) = {"worker-1", "worker-2"} - {lost}
     stack.compose("kill", lost)
@@ -128,7 +136,9 @@ def test_a_run_whose_worker_is_killed_is_finished_by_the_other(
         stack.compose("start", lost)
     assert run["state"]["type"] == "COMPLETED", run["state"]
     assert other in stack.workers_of(run_id)
-    summary = listener.wait_for(run_id, "index.summary")
+    last = stack.subflow_of(run_id)  # the attempt on the other worker
+    listener.subscribe(f"run:{last}")
+    summary = listener.wait_for(last, "index.summary")
     assert _stack_ids(stack, summary, tmp_path) == _one_machine_ids(stack, "tornado", tmp_path)
 
 
