@@ -24,6 +24,7 @@
     │   ├── ImageMissing         the sandbox image is not built
     │   └── LimitsNotApplied     the container did not carry every limit asked for
     ├── ServiceError         the local service did not start, or stopped mid-request
+    ├── RunAbandoned         a flow run came back too many times (``attempts``)
     ├── ProtocolError        a WebSocket client message is refused (``code``)
     └── TransportClosed      a client connection closed while we wrote to it
 
@@ -171,6 +172,15 @@ class ImageMissing(SandboxError):
 
 class LimitsNotApplied(SandboxError):
     """The container that ran did not carry every limit that was asked for."""
+
+
+class RunAbandoned(CodeflowError):
+    """A flow run started again too many times (its workers were lost, or it was retried):
+    it fails instead of going on for ever; a new run starts afresh."""
+
+    def __init__(self, message: str, *, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
 
 
 class ServiceError(CodeflowError):

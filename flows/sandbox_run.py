@@ -14,6 +14,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from config import load_settings
+from flows.automations import refuse_repeated_start
 from tasks.events.model import make_event
 from tasks.pipeline.hooks import FLOW_HOOKS
 from tasks.pipeline.sandbox_steps import Program, result_fields, run_program
@@ -36,6 +37,7 @@ def run_sandboxed(
 ) -> dict[str, Any]:
     """Run ``code``; ``files`` maps names to base64 contents placed beside it in /tmp/work.
     ``runtime`` overrides SANDBOX_RUNTIME for this run."""
+    refuse_repeated_start(flow_run.run_count)  # a run that keeps losing its worker stops
     settings = load_settings()
     if runtime is not None:
         settings = settings.model_copy(update={"sandbox_runtime": runtime})

@@ -27,6 +27,7 @@ from prefect.task_runners import TaskRunner
 
 from config import Settings, load_settings
 from config.errors import SettingsError, SyncFailed
+from flows.automations import refuse_repeated_start
 from flows.vectorize import vectorize_repository
 from tasks.pipeline.dask_workers import NEEDS_REDIS
 from tasks.pipeline.hooks import FLOW_HOOKS, TASK_HOOKS
@@ -107,6 +108,7 @@ def vectorize_source(source: str, branch: str | None = None, full: bool = False)
             for a folder, the run fails unless this branch is checked out there.
         full: Ignore what is already indexed and scan every file.
     """
+    refuse_repeated_start(flow_run.run_count)  # a run that keeps losing its worker stops
     settings = load_settings()
     target, wanted = parse_source(source), check_branch(branch)
     path = _work_tree(settings, target, wanted)
@@ -130,6 +132,7 @@ def sync_repositories(names: list[str] | None = None, force: bool = False) -> di
         names: Only these registered repositories (default: every one that is due).
         force: Sync every chosen repository even if its own schedule says it is not due.
     """
+    refuse_repeated_start(flow_run.run_count)  # a run that keeps losing its worker stops
     settings = load_settings()
     registry = registry_for(settings)
     entries = registry.entries()
