@@ -44,12 +44,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     related = commands.add_parser("related", help="the code most related to a place in a file")
     related.add_argument("place", metavar="FILE:LINE", help="a file of the repository and a line")
     related.add_argument("--repo", help="the indexed repository (default: the one holding FILE)")
+    related.add_argument("--branch", help="with a repository ID: which indexed branch")
     related.add_argument("--limit", type=int, default=10, help="results (default 10)")
     related.add_argument("--json", action="store_true", help="print a JSON array")
     _backend_options(related)
     related.set_defaults(handler=run_related, remote=remote_related)
     status = commands.add_parser("status", help="what is indexed for a repository")
-    status.add_argument("path")
+    status.add_argument("path", help="path or ID of the repository")
+    status.add_argument("--branch", help="with a repository ID: which indexed branch")
     status.add_argument("--json", action="store_true", help="print one JSON object")
     _backend_options(status)
     status.set_defaults(handler=run_status, remote=remote_status)
@@ -133,9 +135,12 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 
 def _search_request(args: argparse.Namespace) -> dict[str, Any]:
     body = {"cwd": os.getcwd(), "query": args.query, "repo": args.repo, "limit": args.limit}
-    if args.branch:
-        body["branch"] = args.branch
-    return {**body, **_backends(args)}
+    return {**body, **_branch(args), **_backends(args)}
+
+
+def _branch(args: argparse.Namespace) -> dict[str, str]:
+    """``--branch`` when given (the service's operations take it only then)."""
+    return {"branch": args.branch} if args.branch else {}
 
 
 def run_search(args: argparse.Namespace, settings: Settings) -> int:
@@ -153,7 +158,7 @@ def remote_search(args: argparse.Namespace, remote: ServiceClient) -> int:
 
 def _related_request(args: argparse.Namespace) -> dict[str, Any]:
     body = {"cwd": os.getcwd(), "place": args.place, "repo": args.repo, "limit": args.limit}
-    return {**body, **_backends(args)}
+    return {**body, **_branch(args), **_backends(args)}
 
 
 def run_related(args: argparse.Namespace, settings: Settings) -> int:
@@ -181,7 +186,7 @@ def _print_hits(hits: list[dict[str, Any]], as_json: bool) -> None:
 
 
 def _status_request(args: argparse.Namespace) -> dict[str, Any]:
-    return {"cwd": os.getcwd(), "path": args.path, **_backends(args)}
+    return {"cwd": os.getcwd(), "path": args.path, **_branch(args), **_backends(args)}
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:

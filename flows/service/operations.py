@@ -74,13 +74,14 @@ def related(
     limit: int = 10,
     embedder: str | None = None,
     store: str | None = None,
+    branch: str | None = None,
 ) -> list[dict[str, Any]]:
     from tasks.search.related import related_code
 
     settings = with_backends(settings, embedder, store)
     repo = None if repo is None else resolve_repo(settings, repo, cwd)
     root, path, line = _place(place, repo, cwd)
-    return related_code(services_for(settings), root, path, line, limit)
+    return related_code(services_for(settings), root, path, line, limit, branch=branch)
 
 
 def _place(place: str, repo: str | None, cwd: str) -> tuple[str, str, int]:
@@ -112,13 +113,14 @@ def status(
     path: str,
     embedder: str | None = None,
     store: str | None = None,
+    branch: str | None = None,
 ) -> dict[str, Any]:
     """What ``codeflow status --json`` prints."""
     from tasks.search.repository_search import indexed_manifest
 
     settings = with_backends(settings, embedder, store)
     root = resolve_repo(settings, path, cwd)
-    manifest, namespace = indexed_manifest(services_for(settings), root)
+    manifest, namespace = indexed_manifest(services_for(settings), root, branch)
     reasons: dict[str, int] = {}
     for reason in manifest.skipped.values():
         reasons[reason] = reasons.get(reason, 0) + 1

@@ -78,6 +78,11 @@ def test_several_indexed_branches_ask_for_one(
     expected = writer.search(repo, "greeting")
     assert search_by_id(reader, repo_id, "greeting", "--branch", "feature/x") == expected
     assert search_by_id(reader, repo_id, "greeting", "--branch", "main") == expected
+    code, out, err = reader.cli("status", repo_id, "--branch", "feature/x", "--json")
+    assert code == 0 and orjson.loads(out)["branch"] == "feature/x", err
+    place = f"{next(iter(writer.status(repo)['files']))}:1"
+    code, out, err = reader.cli("related", place, "--repo", repo_id, "--branch", "main", "--json")
+    assert code == 0 and orjson.loads(out), err
 
 
 async def get(server: LiveServer, path: str, **params: Any) -> tuple[int, bytes]:
