@@ -21,6 +21,7 @@ import pytest
 from config import load_settings
 from tasks.backends import build_store
 from tasks.index.manifests import namespace_for
+from tasks.redis_io.embedded import EmbeddedRedis
 from tests.stack.stack_support import EventListener, Stack
 
 pytestmark = pytest.mark.skipif(
@@ -173,7 +174,10 @@ def _one_machine_ids(stack: Stack, name: str, tmp_path: Path) -> tuple[int, set[
     for variable in ("REDIS_URL", "PREFECT_API_URL", "CODEFLOW_STORE_URI"):
         env.pop(variable, None)
     argv = [".venv/bin/codeflow", "index", str(checkout), "--json"]
-    out = subprocess.run(argv, check=True, capture_output=True, env=env).stdout
+    try:
+        out = subprocess.run(argv, check=True, capture_output=True, env=env).stdout
+    finally:
+        EmbeddedRedis(home / "redis").shutdown()  # the index started it; it would outlive us
     summary = orjson.loads(out.splitlines()[-1])
     store = build_store(load_settings(environ={"CODEFLOW_HOME": str(home)}))
     namespace = namespace_for(summary["repo_id"], summary["branch"])
