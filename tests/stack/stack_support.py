@@ -67,9 +67,7 @@ class Stack:
         active = {"type": {"any_": ["PENDING", "RUNNING"]}}
         body = {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}, "state": active}}
         for _ in range(600):
-            response = httpx.post(f"{self.prefect_api}/flow_runs/filter", json=body, timeout=30)
-            response.raise_for_status()
-            if not response.json():
+            if not self._post("/flow_runs/filter", body):
                 return
             time.sleep(1)
         raise AssertionError(f"runs of {name} are still active after 10 minutes")
@@ -96,9 +94,7 @@ class Stack:
         }
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            response = httpx.post(f"{self.prefect_api}/flow_runs/filter", json=body, timeout=30)
-            response.raise_for_status()
-            children = response.json()
+            children = self._post("/flow_runs/filter", body)
             if children:
                 return str(children[0]["id"])
             time.sleep(0.5)
